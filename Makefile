@@ -1,0 +1,76 @@
+# ecomlake front door. Every target bootstraps .venv on a fresh machine (needs only python3 and make).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ECOM   := $(BIN)/ecomlake
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast demo bench broker-start broker-stop broker-status generate bronze silver \
+        gold dbt-test freshness dbt-docs maintain up down ps logs clean
+
+help:
+	@echo "make demo    - run the whole pipeline on the embedded stack (broker, bronze, silver, gold, dashboard)"
+	@echo "make test    - install everything and run the test suite"
+	@echo "make bench   - measure every stage, write bench/results.json"
+	@echo "make broker-start|broker-stop|generate|bronze|silver|gold|dbt-test|freshness|dbt-docs|maintain"
+	@echo "make up|down|ps|logs - the cluster stack (docker compose)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -m ecomlake.java --has-system-java || $(BIN)/python -m pip install --quiet -e '.[dev,jdk]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+demo: $(STAMP)
+	$(ECOM) demo
+
+bench: $(STAMP)
+	$(ECOM) bench
+
+broker-start: $(STAMP)
+	$(ECOM) broker start
+broker-stop: $(STAMP)
+	$(ECOM) broker stop
+broker-status: $(STAMP)
+	$(ECOM) broker status
+
+EVENTS   ?= 10000
+SCENARIO ?= steady
+SEED     ?= 7
+generate: $(STAMP)
+	$(ECOM) generate --events $(EVENTS) --scenario $(SCENARIO) --seed $(SEED)
+
+bronze: $(STAMP)
+	$(ECOM) bronze --available-now
+silver: $(STAMP)
+	$(ECOM) silver
+gold: $(STAMP)
+	$(ECOM) gold
+dbt-test: $(STAMP)
+	$(ECOM) gold --test-only
+freshness: $(STAMP)
+	$(ECOM) freshness
+dbt-docs: $(STAMP)
+	$(ECOM) gold --docs
+maintain: $(STAMP)
+	$(ECOM) maintain
+
+COMPOSE ?= docker compose
+up:
+	$(COMPOSE) up -d
+down:
+	$(COMPOSE) down
+ps:
+	$(COMPOSE) ps
+logs:
+	$(COMPOSE) logs -f --tail=200
+
+clean:
+	rm -rf lakehouse .ecomlake spark-warehouse dbt/target dbt/logs

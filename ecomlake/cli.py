@@ -1,0 +1,58 @@
+"""`ecomlake`: the one console command. Each subcommand lives in its own module and parses its own options."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from ecomlake.errors import EcomlakeError
+
+# subcommand -> ("module:function", one-line help). The function takes the remaining argv and returns an exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "broker": ("ecomlake.broker_cli:main", "start | stop | status the embedded Kafka-protocol broker"),
+    "generate": ("generator.cli:main", "publish order and payment events to Kafka"),
+    "bronze": ("streaming.bronze:main", "stream both topics into the bronze Delta tables"),
+    "silver": ("batch.silver:main", "incremental silver jobs: orders, payments, enrichment"),
+    "maintain": ("batch.maintain:main", "OPTIMIZE and VACUUM every table"),
+    "gold": ("ecomlake.gold:main", "dbt build of the gold models"),
+    "freshness": ("ecomlake.gold:freshness_main", "dbt source freshness of the silver tables"),
+    "demo": ("ecomlake.demo:main", "the whole pipeline on the embedded stack, with a live status view"),
+    "bench": ("ecomlake.bench:main", "measure every stage; writes bench/results.json"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: ecomlake <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `ecomlake <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def _resolve(target: str) -> Callable[[Sequence[str]], int]:
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"ecomlake: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        return int(_resolve(COMMANDS[name][0])(rest) or 0)
+    except EcomlakeError as err:
+        print(f"ecomlake {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"ecomlake {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

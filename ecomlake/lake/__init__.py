@@ -1,0 +1,94 @@
+"""Seam 2: the lake engine. One small interface, two engines, both writing standard Delta tables.
+
+- `delta-rs` (embedded default): Spark computes, the `deltalake` package commits (no JVM Delta jars).
+- `delta-spark`: Delta Lake for Spark (io.delta jars from SPARK_EXTRA_JARS or SPARK_PACKAGES).
+
+Everything above this seam (bronze, silver, maintain) calls only these methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from ecomlake.settings import Settings
+
+
+class LakeEngine(ABC):
+    name: str
+
+    def __init__(self, spark: "SparkSession", settings: "Settings") -> None:
+        self.spark = spark
+        self.settings = settings
+
+    # --- table state -------------------------------------------------------------------------------
+    @abstractmethod
+    def exists(self, uri: str) -> bool:
+        """True when a Delta table exists at `uri`."""
+
+    @abstractmethod
+    def version(self, uri: str) -> int | None:
+        """The table's latest committed version, or None when there is no table."""
+
+    @abstractmethod
+    def txn_version(self, uri: str, app_id: str) -> int | None:
+        """The last application-transaction version recorded for `app_id` (idempotent writers), or None."""
+
+    # --- writes --------------------------------------------------------------------------------------
+    @abstractmethod
+    def append_batch(
+        self, df: "DataFrame", uri: str, app_id: str, txn_version: int, partition_by: Sequence[str] = ()
+    ) -> bool:
+        """Append `df` and record (app_id, txn_version) in the same commit; skip when that version (or a later
+        one) is already recorded. Returns True when it wrote, False when the batch was already committed."""
+
+    @abstractmethod
+    def merge(
+        self,
+        df: "DataFrame",
+        uri: str,
+        keys: Sequence[str],
+        *,
+        partition_by: Sequence[str] = (),
+        when_matched_update: str | None = None,
+        app_id: str | None = None,
+        txn_version: int | None = None,
+    ) -> bool:
+        """Upsert `df` into `uri` on `keys` (creating the table if missing). `when_matched_update` is an optional SQL
+        predicate over `target`/`source` that must hold for a matched row to be updated (e.g. only newer
+        events win). With app_id/txn_version the merge is recorded as an application transaction and
+        skipped when already done. Returns True when it wrote."""
+
+    # --- reads ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def read(self, uri: str, version: int | None = None) -> "DataFrame":
+        """The table (at `version`, default latest) as a Spark DataFrame."""
+
+    @abstractmethod
+    def changes_since(self, uri: str, version: int | None) -> "DataFrame":
+        """Rows added to an append-only table after `version` (None: all rows) up to the latest version."""
+
+    # --- maintenance ---------------------------------------------------------------------------------
+    @abstractmethod
+    def optimize(self, uri: str) -> dict:
+        """Compact small files. Returns engine metrics (files removed/added)."""
+
+    @abstractmethod
+    def vacuum(self, uri: str, retention_hours: int) -> list[str]:
+        """Delete files no longer referenced and older than the retention. Returns the deleted paths."""
+
+
+def get_engine(spark: "SparkSession", settings: "Settings", name: str | None = None) -> LakeEngine:
+    name = name or settings.lake_engine
+    if name == "delta-rs":
+        from ecomlake.lake.delta_rs import DeltaRsEngine
+
+        return DeltaRsEngine(spark, settings)
+    if name == "delta-spark":
+        from ecomlake.lake.delta_spark import DeltaSparkEngine
+
+        return DeltaSparkEngine(spark, settings)
+    raise ValueError(f"unknown lake engine {name!r}")

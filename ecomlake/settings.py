@@ -1,0 +1,140 @@
+"""The one place configuration is read: environment variables with embedded-stack defaults.
+
+Every variable is documented in `.env.example` and the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from ecomlake.errors import ConfigError
+
+KAFKA_SOURCES = ("python", "spark-kafka")
+LAKE_ENGINES = ("delta-rs", "delta-spark")
+BROKER_KINDS = ("embedded", "kafka")
+DBT_TARGETS = ("duckdb", "trino")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed; use one of: {', '.join(allowed)}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _bootstrap(env: Mapping[str, str]) -> str:
+    value = env.get("KAFKA_BOOTSTRAP", "").strip() or "127.0.0.1:9092"
+    for server in value.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"KAFKA_BOOTSTRAP={value!r} must be host:port[,host:port...]")
+    return value
+
+
+def _lakehouse(env: Mapping[str, str]) -> str:
+    value = env.get("LAKEHOUSE_URI", "").strip() or "./lakehouse"
+    if "://" in value:
+        scheme = value.split("://", 1)[0]
+        if scheme not in ("file", "s3", "s3a"):
+            raise ConfigError(f"LAKEHOUSE_URI={value!r}: scheme must be a local path, file://, s3:// or s3a://")
+        if scheme == "file":
+            return str(Path(value[len("file://"):]).resolve())
+        return value.rstrip("/")
+    return str(Path(value).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    lakehouse_uri: str = field(default_factory=lambda: str(Path("./lakehouse").resolve()))
+    topic_order_events: str = "orders.events"
+    topic_payment_events: str = "payments.events"
+    topic_partitions: int = 3
+    broker: str = "embedded"
+    kafka_source: str = "python"
+    lake_engine: str = "delta-rs"
+    spark_extra_jars: str | None = None
+    spark_packages: str | None = None
+    spark_master: str = "local[2]"
+    run_dir: str = field(default_factory=lambda: str(Path(".ecomlake").resolve()))
+    dbt_target: str = "duckdb"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            kafka_bootstrap=_bootstrap(env),
+            lakehouse_uri=_lakehouse(env),
+            topic_order_events=env.get("TOPIC_ORDER_EVENTS", "").strip() or "orders.events",
+            topic_payment_events=env.get("TOPIC_PAYMENT_EVENTS", "").strip() or "payments.events",
+            topic_partitions=_int(env, "TOPIC_PARTITIONS", 3),
+            broker=_choice(env, "KAFKA_BROKER", "embedded", BROKER_KINDS),
+            kafka_source=_choice(env, "KAFKA_SOURCE", "python", KAFKA_SOURCES),
+            lake_engine=_choice(env, "LAKE_ENGINE", "delta-rs", LAKE_ENGINES),
+            spark_extra_jars=env.get("SPARK_EXTRA_JARS", "").strip() or None,
+            spark_packages=env.get("SPARK_PACKAGES", "").strip() or None,
+            spark_master=env.get("SPARK_MASTER", "").strip() or "local[2]",
+            run_dir=str(Path(env.get("ECOMLAKE_RUN_DIR", "").strip() or ".ecomlake").expanduser().resolve()),
+            dbt_target=_choice(env, "DBT_TARGET", "duckdb", DBT_TARGETS),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings (for subprocesses: CLI, spark-submit)."""
+        env = {
+            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "LAKEHOUSE_URI": self.lakehouse_uri,
+            "TOPIC_ORDER_EVENTS": self.topic_order_events,
+            "TOPIC_PAYMENT_EVENTS": self.topic_payment_events,
+            "TOPIC_PARTITIONS": str(self.topic_partitions),
+            "KAFKA_BROKER": self.broker,
+            "KAFKA_SOURCE": self.kafka_source,
+            "LAKE_ENGINE": self.lake_engine,
+            "SPARK_MASTER": self.spark_master,
+            "ECOMLAKE_RUN_DIR": self.run_dir,
+            "DBT_TARGET": self.dbt_target,
+        }
+        if self.spark_extra_jars:
+            env["SPARK_EXTRA_JARS"] = self.spark_extra_jars
+        if self.spark_packages:
+            env["SPARK_PACKAGES"] = self.spark_packages
+        return env
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        return (self.topic_order_events, self.topic_payment_events)
+
+    @property
+    def is_local_lake(self) -> bool:
+        return "://" not in self.lakehouse_uri
+
+    def table_uri(self, schema: str, table: str) -> str:
+        """`<schema>.<table>` lives at `${LAKEHOUSE_URI}/<schema>/<table>`."""
+        return f"{self.lakehouse_uri}/{schema}/{table}"
+
+    def checkpoint_uri(self, name: str) -> str:
+        return f"{self.lakehouse_uri}/_checkpoints/{name}"
+
+    @property
+    def warehouse_path(self) -> str:
+        """The embedded gold database (DuckDB file, schema `gold`)."""
+        return f"{self.lakehouse_uri}/warehouse.duckdb"
+
+
+def load() -> Settings:
+    return Settings.from_env()

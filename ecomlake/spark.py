@@ -1,0 +1,114 @@
+"""One way to get a Spark session, configured for the chosen stack (embedded local[*] or a cluster)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from pathlib import Path
+
+from ecomlake.errors import EcomlakeError
+from ecomlake.java import ensure_java
+from ecomlake.settings import Settings
+
+SPARK_VERSION = "4.0.1"
+DELTA_VERSION = "4.0.1"
+SCALA = "2.13"
+
+# (setting, value) -> jar name prefixes that must be on the classpath, and the Maven coordinates that provide them.
+REQUIRED_JARS = {
+    ("LAKE_ENGINE", "delta-spark"): (
+        ("delta-spark_", "delta-storage-"),
+        f"io.delta:delta-spark_{SCALA}:{DELTA_VERSION}",
+    ),
+    ("KAFKA_SOURCE", "spark-kafka"): (
+        ("spark-sql-kafka-0-10_", "kafka-clients-", "spark-token-provider-kafka-0-10_", "commons-pool2-"),
+        f"org.apache.spark:spark-sql-kafka-0-10_{SCALA}:{SPARK_VERSION}",
+    ),
+}
+
+
+def extra_jars(settings: Settings) -> list[str]:
+    """SPARK_EXTRA_JARS: a directory of jars or a comma-separated list of jar paths."""
+    if not settings.spark_extra_jars:
+        return []
+    jars: list[str] = []
+    for item in settings.spark_extra_jars.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if os.path.isdir(item):
+            jars.extend(sorted(glob.glob(os.path.join(item, "*.jar"))))
+        elif os.path.isfile(item):
+            jars.append(item)
+        else:
+            raise EcomlakeError(f"SPARK_EXTRA_JARS names {item!r}, which is neither a jar file nor a directory")
+    return jars
+
+
+def _needed(settings: Settings) -> list[tuple[str, str, tuple[str, ...], str]]:
+    chosen = {("LAKE_ENGINE", settings.lake_engine), ("KAFKA_SOURCE", settings.kafka_source)}
+    return [(k, v, prefixes, coords) for (k, v), (prefixes, coords) in REQUIRED_JARS.items() if (k, v) in chosen]
+
+
+def missing_jars(settings: Settings, setting: str, value: str) -> list[str]:
+    """Jar prefixes the given setting needs that neither SPARK_EXTRA_JARS nor SPARK_PACKAGES provides."""
+    if settings.spark_packages:
+        return []
+    prefixes, _ = REQUIRED_JARS[(setting, value)]
+    names = [Path(j).name for j in extra_jars(settings)]
+    return [p for p in prefixes if not any(n.startswith(p) for n in names)]
+
+
+def check_jars(settings: Settings) -> None:
+    for setting, value, _, coords in _needed(settings):
+        missing = missing_jars(settings, setting, value)
+        if missing:
+            raise EcomlakeError(
+                f"{setting}={value} needs jars {', '.join(p + '*.jar' for p in missing)}: put them in "
+                f"SPARK_EXTRA_JARS (a directory or comma list) or set SPARK_PACKAGES={coords}"
+            )
+
+
+def builder_config(settings: Settings) -> dict[str, str]:
+    conf = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
+        "spark.sql.adaptive.enabled": "true",
+    }
+    jars = extra_jars(settings)
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
+    if settings.spark_packages:
+        conf["spark.jars.packages"] = settings.spark_packages
+    if settings.lake_engine == "delta-spark":
+        conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
+        conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    if settings.lakehouse_uri.startswith(("s3://", "s3a://")):
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        if os.environ.get("S3_ENDPOINT"):
+            conf["spark.hadoop.fs.s3a.endpoint"] = os.environ["S3_ENDPOINT"]
+    return conf
+
+
+def get_spark(settings: Settings, app_name: str = "ecomlake"):
+    """The process's Spark session (created once; later calls return the same session)."""
+    check_jars(settings)
+    ensure_java()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit, which sets the master itself
+        builder = builder.master(settings.spark_master)
+    for key, value in builder_config(settings).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
+    return spark
