@@ -19,8 +19,8 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@$(BIN)/python -m ecomlake.java --has-system-java || $(BIN)/python -m pip install --quiet -e '.[dev,jdk]'
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[dev]'
+	@$(BIN)/python -m ecomlake.java --has-system-java || $(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[dev,jdk]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -62,15 +62,19 @@ dbt-docs: $(STAMP)
 maintain: $(STAMP)
 	$(ECOM) maintain
 
-COMPOSE ?= docker compose
+# The core services (no profile) always start; PROFILES adds the rest (pipeline orchestration bi; tools is for
+# `docker compose run`). E.g. `make up PROFILES=bi` for core + Metabase only. See docs/cluster-stack.md.
+COMPOSE  ?= docker compose
+PROFILES ?= pipeline orchestration bi
+COMPOSE_PROFILES_FLAGS := $(foreach p,$(PROFILES),--profile $(p))
 up:
-	$(COMPOSE) up -d
+	$(COMPOSE) $(COMPOSE_PROFILES_FLAGS) up -d --build
 down:
-	$(COMPOSE) down
+	$(COMPOSE) $(COMPOSE_PROFILES_FLAGS) --profile tools down
 ps:
-	$(COMPOSE) ps
+	$(COMPOSE) $(COMPOSE_PROFILES_FLAGS) ps -a
 logs:
-	$(COMPOSE) logs -f --tail=200
+	$(COMPOSE) $(COMPOSE_PROFILES_FLAGS) logs -f --tail=200
 
 clean:
 	rm -rf lakehouse .ecomlake spark-warehouse dbt/target dbt/logs

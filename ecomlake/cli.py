@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "freshness": ("ecomlake.gold:freshness_main", "dbt source freshness of the silver tables"),
     "demo": ("ecomlake.demo:main", "the whole pipeline on the embedded stack, with a live status view"),
     "bench": ("ecomlake.bench:main", "measure every stage; writes bench/results.json"),
+    "register-tables": ("ecomlake.trino_tables:main", "cluster stack: list every lake Delta table in Trino"),
+    "metabase": ("ecomlake.metabase:main", "cluster stack: provision Metabase (questions, dashboard)"),
 }
 
 

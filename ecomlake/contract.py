@@ -51,6 +51,8 @@ SILVER_ORDERS = "orders_clean"
 SILVER_PAYMENTS = "payments_clean"
 SILVER_ENRICHED = "order_payments_enriched"
 SILVER_QUARANTINE = "quarantine"
+# Every distinct valid order event (deduplicated on event_id): the history orders_clean is folded from.
+SILVER_ORDER_EVENTS = "order_events"
 GOLD_SCHEMA = "gold"
 
 # bronze: raw_key, raw_value (string), topic, partition, offset, kafka_timestamp, ingest_ts (+ raw_value_b64, see

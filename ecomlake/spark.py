@@ -81,6 +81,12 @@ def builder_config(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
         "spark.sql.adaptive.enabled": "true",
     }
+    if settings.spark_master.startswith("local"):
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    log4j = Path(__file__).with_name("log4j2.properties")
+    if "SPARK_LOG4J_CONF" not in os.environ and log4j.exists():
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile=file:{log4j}"
     jars = extra_jars(settings)
     if jars:
         conf["spark.jars"] = ",".join(jars)
@@ -102,6 +108,8 @@ def get_spark(settings: Settings, app_name: str = "ecomlake"):
     ensure_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if settings.spark_master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -110,5 +118,5 @@ def get_spark(settings: Settings, app_name: str = "ecomlake"):
     for key, value in builder_config(settings).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
+    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "ERROR"))
     return spark

@@ -59,8 +59,9 @@ class LakeEngine(ABC):
     ) -> bool:
         """Upsert `df` into `uri` on `keys` (creating the table if missing). `when_matched_update` is an optional SQL
         predicate over `target`/`source` that must hold for a matched row to be updated (e.g. only newer
-        events win). With app_id/txn_version the merge is recorded as an application transaction and
-        skipped when already done. Returns True when it wrote."""
+        events win). With app_id/txn_version the merge is recorded as an application transaction in the same
+        commit (even when no row changes, so a consumed batch is remembered) and skipped when that version or a
+        later one is already recorded. Returns True when it committed."""
 
     # --- reads ---------------------------------------------------------------------------------------
     @abstractmethod
@@ -68,8 +69,16 @@ class LakeEngine(ABC):
         """The table (at `version`, default latest) as a Spark DataFrame."""
 
     @abstractmethod
-    def changes_since(self, uri: str, version: int | None) -> "DataFrame":
-        """Rows added to an append-only table after `version` (None: all rows) up to the latest version."""
+    def changes_since(self, uri: str, version: int | None, until: int | None = None) -> "DataFrame":
+        """Rows added to an append-only table after `version` (None: all rows) up to `until` (default: the latest
+        version; silver pins it so state and data agree). Follows the commits' data-changing adds (like Delta's
+        streaming source), so OPTIMIZE rewrites in between neither repeat nor lose rows. For a merged table the
+        result is a superset of the changed rows (whole rewritten files)."""
+
+    @abstractmethod
+    def history(self, uri: str, limit: int | None = None) -> list[dict]:
+        """The table's commits, newest first, as dicts with version, timestamp (aware UTC datetime), operation.
+        `ecomlake maintain` uses it to keep files that silver has not consumed yet."""
 
     # --- maintenance ---------------------------------------------------------------------------------
     @abstractmethod

@@ -1,0 +1,1 @@
+"""Batch jobs: the incremental silver jobs and table maintenance."""

@@ -1,0 +1,327 @@
+"""What the silver jobs share: JSON contract checks, quarantine rows, dedupe, consumed-version state, summaries.
+
+State: every silver target records the version of its source that it has consumed as a Delta application
+transaction (app id `silver:<source table>`) in the same commit as its data. Data and state therefore commit
+atomically, each target resumes on its own after a crash, and a run that finds nothing new commits nothing.
+
+Reason codes name top-level contract fields; the first failing check wins, in this order: `malformed_json` (not
+valid UTF-8 JSON, duplicate keys, or not an object); `missing_field:<name>` (absent or null), fields in contract
+order; `wrong_type:<name>` (another JSON type; for `items` also an element that is not an object with a string
+sku, an integer qty and a numeric unit_price); `invalid_value:<name>` (unknown enum value or currency, negative
+amount or one that does not fit the silver type, empty items or an item with qty <= 0 or unit_price < 0,
+unparseable event_ts). Booleans are not numbers; integers must be JSON integers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from ecomlake.contract import MONEY_TYPE
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from ecomlake.lake import LakeEngine
+
+ITEMS_TYPE = f"array<struct<sku:string,qty:int,unit_price:{MONEY_TYPE}>>"
+LINEAGE_DDL = "topic string, `partition` int, `offset` bigint, kafka_timestamp timestamp, ingest_ts timestamp"
+ORDERS_CLEAN_DDL = (
+    f"order_id string, event_id string, event_type string, user_id string, items {ITEMS_TYPE}, currency string, "
+    f"total_amount {MONEY_TYPE}, status string, order_ts timestamp, event_ts timestamp, event_date date, "
+    + LINEAGE_DDL
+)
+ORDER_EVENTS_DDL = (
+    f"order_id string, event_id string, event_type string, user_id string, items {ITEMS_TYPE}, currency string, "
+    f"total_amount {MONEY_TYPE}, status string, event_ts timestamp, event_date date, " + LINEAGE_DDL
+)
+PAYMENTS_CLEAN_DDL = (
+    f"event_id string, payment_id string, order_id string, amount {MONEY_TYPE}, amount_cents bigint, "
+    "currency string, status string, method string, event_ts timestamp, event_date date, " + LINEAGE_DDL
+)
+ENRICHED_DDL = (
+    f"order_id string, user_id string, total_amount {MONEY_TYPE}, paid_amount {MONEY_TYPE}, currency string, "
+    "status string, fully_paid boolean, order_ts timestamp, last_payment_ts timestamp, "
+    "last_published_ts timestamp, updated_ts timestamp"
+)
+QUARANTINE_DDL = (
+    "topic string, `partition` int, `offset` bigint, raw_key string, raw_value string, raw_value_b64 string, "
+    "kafka_timestamp timestamp, reason string, quarantined_ts timestamp, source_table string"
+)
+LINEAGE = ("topic", "partition", "offset", "kafka_timestamp", "ingest_ts")
+RAW_COLUMNS = ("topic", "partition", "offset", "raw_key", "raw_value", "raw_value_b64", "kafka_timestamp")
+QUARANTINE_KEYS = ("topic", "partition", "offset")
+
+INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
+
+
+def columns(ddl: str) -> list[str]:
+    """Column names of a `name type, ...` DDL string (no Spark session needed)."""
+    names, depth, start = [], 0, 0
+    for i, ch in enumerate(ddl + ","):
+        depth += {"<": 1, "(": 1, ">": -1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            names.append(ddl[start:i].split()[0].strip("`"))
+            start = i + 1
+    return names
+
+
+def empty(spark: "SparkSession", ddl: str) -> DataFrame:
+    return spark.createDataFrame([], ddl)
+
+
+def app_id(source_table: str) -> str:
+    return f"silver:{source_table}"
+
+
+# --- JSON contract checks ---------------------------------------------------------------------------------------
+def with_json(bronze: DataFrame, payload_ddl: str) -> DataFrame:
+    """Adds `_json` (the payload as a VARIANT, NULL when it is not UTF-8 JSON: the authority on presence and JSON
+    types) and `_doc` (the payload parsed with the contract schema: the typed values)."""
+    return bronze.withColumn(
+        "_json", F.when(F.col("raw_value_b64").isNull(), F.expr("try_parse_json(raw_value)"))
+    ).withColumn("_doc", F.from_json("raw_value", payload_ddl))
+
+
+def _node(path: str, var: str = "_json") -> str:
+    return f"variant_get({var}, '{path}', 'variant')"
+
+
+def _kind_sql(type_sql: str, kind: str) -> str:
+    ints = ", ".join(f"'{t}'" for t in INTEGER_TYPES)
+    return {
+        "string": f"{type_sql} = 'STRING'",
+        "integer": f"({type_sql} IN ({ints}) OR {type_sql} RLIKE '^DECIMAL\\\\([0-9]+,0\\\\)$')",
+        "number": f"({type_sql} IN ({ints}, 'FLOAT', 'DOUBLE') OR {type_sql} LIKE 'DECIMAL(%')",
+        "array": f"{type_sql} LIKE 'ARRAY<%'",
+        "object": f"{type_sql} LIKE 'OBJECT<%'",
+    }[kind]
+
+
+def _missing_sql(node: str) -> str:
+    return f"({node} IS NULL OR is_variant_null({node}))"
+
+
+def malformed() -> tuple[Column, str]:
+    return F.expr("_json IS NULL OR NOT schema_of_variant(_json) LIKE 'OBJECT<%'"), "malformed_json"
+
+
+def missing(name: str) -> tuple[Column, str]:
+    return F.expr(_missing_sql(_node(f"$.{name}"))), f"missing_field:{name}"
+
+
+def wrong_type(name: str, kind: str, element_kinds: dict[str, str] | None = None) -> tuple[Column, str]:
+    """`name` is present with another JSON type; for an array with `element_kinds`, also when an element is not
+    an object whose fields have those kinds."""
+    node = _node(f"$.{name}")
+    condition = f"NOT {_kind_sql(f'schema_of_variant({node})', kind)}"
+    if element_kinds:
+        element_ok = [_kind_sql("schema_of_variant(x)", "object")] + [
+            f"NOT {_missing_sql(_node(f'$.{field}', 'x'))} AND "
+            + _kind_sql("schema_of_variant(" + _node(f"$.{field}", "x") + ")", field_kind)
+            for field, field_kind in element_kinds.items()
+        ]
+        elements = f"try_variant_get(_json, '$.{name}', 'array<variant>')"
+        condition = f"{condition} OR exists({elements}, x -> NOT ({' AND '.join(f'({c})' for c in element_ok)}))"
+    return F.expr(condition), f"wrong_type:{name}"
+
+
+def invalid(condition: Column | str, name: str) -> tuple[Column, str]:
+    return (F.expr(condition) if isinstance(condition, str) else condition), f"invalid_value:{name}"
+
+
+def not_in(column: Column, allowed: Iterable[str]) -> Column:
+    return ~column.isin(list(allowed))
+
+
+def first_reason(rules: Sequence[tuple[Column, str]]) -> Column:
+    """The reason of the first rule that holds (a CASE chain, so later checks only see rows that passed earlier
+    ones), or NULL for a valid row."""
+    expr = None
+    for condition, reason in rules:
+        expr = F.when(condition, F.lit(reason)) if expr is None else expr.when(condition, F.lit(reason))
+    return expr
+
+
+# --- row handling -----------------------------------------------------------------------------------------------
+def quarantine_rows(rejected: DataFrame, source_table: str, quarantined_ts: datetime) -> DataFrame:
+    """Rejected bronze rows (with `reason`) as silver.quarantine rows: raw payload, coordinates, reason."""
+    return rejected.select(
+        *RAW_COLUMNS,
+        "reason",
+        F.lit(quarantined_ts).cast("timestamp").alias("quarantined_ts"),
+        F.lit(source_table).alias("source_table"),
+    ).select(*columns(QUARANTINE_DDL))
+
+
+def dedupe(events: DataFrame) -> DataFrame:
+    """Redeliveries share an event_id: keep the first copy by (partition, offset)."""
+    first = Window.partitionBy("event_id").orderBy("partition", "offset")
+    return events.withColumn("_copy", F.row_number().over(first)).filter("_copy = 1").drop("_copy")
+
+
+EARLIER_COPY = (
+    "source.`partition` < target.`partition` OR "
+    "(source.`partition` = target.`partition` AND source.`offset` < target.`offset`)"
+)
+
+
+def new_or_earlier(events: DataFrame, stored: DataFrame) -> DataFrame:
+    """Deduplicated events that are not stored yet, or are an earlier copy (by partition, offset) of a stored
+    event: what an insert-mostly merge into an event table must write."""
+    old = stored.select("event_id", F.col("partition").alias("_s_partition"), F.col("offset").alias("_s_offset"))
+    j = events.join(old, "event_id", "left")
+    earlier = (F.col("partition") < F.col("_s_partition")) | (
+        (F.col("partition") == F.col("_s_partition")) & (F.col("offset") < F.col("_s_offset"))
+    )
+    return j.filter(F.col("_s_offset").isNull() | earlier).select(*events.columns)
+
+
+def changed_only(fresh: DataFrame, existing: DataFrame, keys: Sequence[str], compared: Sequence[str]) -> DataFrame:
+    """Rows of `fresh` that are new or differ from `existing` (same keys) in any of `compared` (NULL-safe)."""
+    old = existing.select(*keys, *[F.col(c).alias(f"_old_{c}") for c in compared if c not in keys]).withColumn(
+        "_old_exists", F.lit(True)
+    )
+    joined = fresh.join(old, list(keys), "left")
+    same = F.lit(True)
+    for c in compared:
+        if c not in keys:
+            same = same & F.col(c).eqNullSafe(F.col(f"_old_{c}"))
+    return joined.filter(F.col("_old_exists").isNull() | ~same).select(*fresh.columns)
+
+
+@dataclass
+class Increment:
+    """The classified source rows one target has not consumed, up to source version `end`."""
+
+    classified: DataFrame
+    end: int
+    read: int
+    rejected: int
+
+
+def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: str, app: str,
+                 stats: "JobStats") -> int:
+    """Merge the increment's valid `events` into an event table (one row per event_id), recording the source
+    version in that commit. Counts events new to silver (`valid`) and redeliveries removed (`duplicates`);
+    returns the rows written."""
+    unique = dedupe(events).persist()
+    if lake.exists(uri):
+        stored = lake.read(uri).join(unique.select("event_id"), "event_id", "left_semi")
+    else:
+        stored = unique.limit(0)
+    stored = stored.select("event_id", "partition", "offset").persist()
+    rows = new_or_earlier(unique, stored).persist()
+    try:
+        lake.merge(
+            rows, uri, ["event_id"], partition_by=["event_date"], when_matched_update=EARLIER_COPY, app_id=app,
+            txn_version=batch.end,
+        )
+        flagged = rows.join(stored.select("event_id", F.lit(True).alias("_stored")), "event_id", "left")
+        written, replaced = flagged.agg(F.count(F.lit(1)), F.count("_stored")).first()
+        stats.valid += written - replaced
+        stats.duplicates += batch.read - batch.rejected - written + replaced
+        return written
+    finally:
+        for df in (rows, stored, unique):
+            df.unpersist()
+
+
+def write_quarantine(lake: "LakeEngine", batch: Increment, rejected: DataFrame, uri: str, source_table: str,
+                     stats: "JobStats") -> None:
+    """Insert-only on the bronze coordinates; the consumed source version commits with the rows."""
+    rows = quarantine_rows(rejected, source_table, run_timestamp())
+    lake.merge(
+        rows, uri, list(QUARANTINE_KEYS), when_matched_update="false", app_id=app_id(source_table),
+        txn_version=batch.end,
+    )
+    stats.quarantined += batch.rejected
+
+
+def run_increment(
+    lake: "LakeEngine",
+    stats: "JobStats",
+    source_uri: str,
+    app: str,
+    classify: Callable[[DataFrame], DataFrame],
+    writers: dict[str, Callable[[Increment], None]],
+) -> "JobStats":
+    """Feed each target (uri -> writer) the source rows it has not consumed.
+
+    The source version is pinned at the start. After a crash the targets may have consumed different versions,
+    so each reads from its own position; normally they share one read.
+    """
+    end = lake.version(source_uri)
+    if end is None:
+        return stats.done("no bronze table yet")
+    stats.source_to = end
+    pending = {uri: consumed(lake, uri, app) for uri in writers}
+    pending = {uri: start for uri, start in pending.items() if start is None or start < end}
+    if not pending:
+        stats.source_from = end
+        return stats.done(f"up to date (bronze v{end})")
+    for start in sorted(set(pending.values()), key=lambda v: -1 if v is None else v):
+        stats.source_from = start if stats.source_from is None else min(stats.source_from, start)
+        classified = classify(lake.changes_since(source_uri, start, end)).persist()
+        try:
+            read, rejected = classified.agg(F.count(F.lit(1)), F.count("reason")).first()
+            stats.read += read
+            batch = Increment(classified, end, read, rejected)
+            for uri, writer in writers.items():
+                if uri in pending and pending[uri] == start:
+                    writer(batch)
+        finally:
+            classified.unpersist()
+    return stats.done()
+
+
+# --- state and summaries ----------------------------------------------------------------------------------------
+def consumed(lake: "LakeEngine", target_uri: str, app: str) -> int | None:
+    """The source version `target_uri` has consumed for `app` (None: nothing yet)."""
+    return lake.txn_version(target_uri, app) if lake.exists(target_uri) else None
+
+
+def run_timestamp() -> datetime:
+    """One timestamp per run (quarantined_ts, updated_ts), microsecond precision like Spark's."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class JobStats:
+    job: str
+    source_from: int | None = None
+    source_to: int | None = None
+    span: str = ""
+    read: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    written: int = 0
+    seconds: float = 0.0
+    note: str = ""
+    started: float = field(default_factory=time.monotonic, repr=False)
+
+    def done(self, note: str = "") -> "JobStats":
+        self.seconds = round(time.monotonic() - self.started, 3)
+        if note:
+            self.note = note
+        return self
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("started")
+        return data
+
+    def summary(self) -> str:
+        if self.note:
+            return f"silver {self.job}: {self.note} ({self.seconds:.1f} s)"
+        span = self.span or f"bronze v{'0' if self.source_from is None else self.source_from + 1}..v{self.source_to}"
+        return (
+            f"silver {self.job}: read {self.read} rows ({span}), wrote {self.written}, "
+            f"quarantined {self.quarantined}, duplicates removed {self.duplicates} in {self.seconds:.1f} s"
+        )

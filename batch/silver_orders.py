@@ -1,0 +1,181 @@
+"""silver.orders_clean: one row per order_id holding its latest valid event; silver.order_events: every distinct
+valid order event (the history orders_clean is folded from); contract breakers go to silver.quarantine.
+
+Each run reads only the bronze rows added since the version each target last consumed. orders_clean is
+recomputed for the orders those rows touch, from their whole event history (stored events plus the new ones), so
+late, out-of-order and redelivered events give the same rows in any batching. Runs alone with
+`ecomlake silver --only orders` or `spark-submit batch/silver_orders.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Sequence
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from batch import silver_common as common
+from ecomlake.contract import (
+    BRONZE_ORDERS,
+    BRONZE_SCHEMA,
+    CURRENCIES,
+    ORDER_EVENT_DDL,
+    ORDER_EVENT_TYPES,
+    ORDER_REQUIRED,
+    ORDER_STATUSES,
+    SILVER_ORDER_EVENTS,
+    SILVER_ORDERS,
+    SILVER_QUARANTINE,
+    SILVER_SCHEMA,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from ecomlake.lake import LakeEngine
+    from ecomlake.settings import Settings
+
+SOURCE_TABLE = f"{BRONZE_SCHEMA}.{BRONZE_ORDERS}"
+APP_ID = common.app_id(SOURCE_TABLE)
+FIELD_KINDS = {
+    "event_id": "string",
+    "event_type": "string",
+    "order_id": "string",
+    "user_id": "string",
+    "items": "array",
+    "currency": "string",
+    "total_amount": "number",
+    "status": "string",
+    "event_ts": "string",
+}
+ITEM_KINDS = {"sku": "string", "qty": "integer", "unit_price": "number"}
+EVENT_COLUMNS = (
+    "order_id", "event_id", "event_type", "user_id", "items", "currency", "total_amount", "status", "event_ts",
+    *common.LINEAGE,
+)
+CLEAN_COLUMNS = common.columns(common.ORDERS_CLEAN_DDL)
+EVENT_TABLE_COLUMNS = common.columns(common.ORDER_EVENTS_DDL)
+assert set(FIELD_KINDS) == set(ORDER_REQUIRED)
+
+
+def classify(bronze: DataFrame) -> DataFrame:
+    """Bronze rows with the typed event fields and `reason` (NULL when the event honours the contract)."""
+    doc = common.with_json(bronze, ORDER_EVENT_DDL).withColumn(
+        "_event_ts", F.expr("try_to_timestamp(_doc.event_ts)")
+    )
+    d = lambda name: F.col(f"_doc.{name}")  # noqa: E731
+    rules = [common.malformed()]
+    rules += [common.missing(name) for name in ORDER_REQUIRED]
+    rules += [
+        common.wrong_type(name, FIELD_KINDS[name], ITEM_KINDS if name == "items" else None) for name in ORDER_REQUIRED
+    ]
+    rules += [
+        common.invalid(common.not_in(d("event_type"), ORDER_EVENT_TYPES), "event_type"),
+        common.invalid(
+            "size(_doc.items) = 0 OR exists(_doc.items, i -> i.qty IS NULL OR i.qty <= 0 "
+            "OR i.unit_price IS NULL OR i.unit_price < 0)",
+            "items",
+        ),
+        common.invalid(common.not_in(d("currency"), CURRENCIES), "currency"),
+        common.invalid(d("total_amount").isNull() | (d("total_amount") < 0), "total_amount"),
+        common.invalid(common.not_in(d("status"), ORDER_STATUSES), "status"),
+        common.invalid(F.col("_event_ts").isNull(), "event_ts"),
+    ]
+    return doc.withColumn("reason", common.first_reason(rules))
+
+
+def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(valid order events with typed columns and lineage, rejected bronze rows with their reason)."""
+    valid = classified.filter(F.col("reason").isNull()).select(
+        *[F.col(f"_doc.{c}").alias(c) for c in ORDER_REQUIRED if c != "event_ts"],
+        F.col("_event_ts").alias("event_ts"),
+        *common.LINEAGE,
+    ).select(*EVENT_COLUMNS)
+    rejected = classified.filter(F.col("reason").isNotNull()).select(*common.RAW_COLUMNS, "reason")
+    return valid, rejected
+
+
+def validate(bronze: DataFrame) -> tuple[DataFrame, DataFrame]:
+    return split(classify(bronze))
+
+
+def fold(history: DataFrame) -> DataFrame:
+    """orders_clean rows from each order's distinct valid events: the latest by (event_ts, offset) (a cancel event
+    thus updates the status), order_ts = its order_created event time, or its earliest event time if none."""
+    newest_first = Window.partitionBy("order_id").orderBy(
+        F.col("event_ts").desc(), F.col("offset").desc(), F.col("partition").desc()
+    )
+    times = history.groupBy("order_id").agg(
+        F.coalesce(
+            F.min(F.when(F.col("event_type") == "order_created", F.col("event_ts"))), F.min("event_ts")
+        ).alias("order_ts")
+    )
+    latest = history.withColumn("_rank", F.row_number().over(newest_first)).filter("_rank = 1")
+    return latest.join(times, "order_id").withColumn("event_date", F.to_date("event_ts")).select(*CLEAN_COLUMNS)
+
+
+def with_event_date(events: DataFrame) -> DataFrame:
+    return events.withColumn("event_date", F.to_date("event_ts")).select(*EVENT_TABLE_COLUMNS)
+
+
+# --- the job ------------------------------------------------------------------------------------------------------
+def write_clean(
+    lake: "LakeEngine", batch: common.Increment, uri: str, events_uri: str, stats: common.JobStats
+) -> None:
+    """Recompute the orders the increment touches from their stored events plus its own, and merge the rows
+    that change into orders_clean, recording the bronze version in that commit."""
+    events = with_event_date(split(batch.classified)[0])
+    touched = events.select("order_id").distinct()
+    history = events
+    if lake.exists(events_uri):
+        history = lake.read(events_uri).join(touched, "order_id", "left_semi").unionByName(events)
+    if lake.exists(uri):
+        stored = lake.read(uri).join(touched, "order_id", "left_semi")
+    else:
+        stored = common.empty(batch.classified.sparkSession, common.ORDERS_CLEAN_DDL)
+    rows = common.changed_only(fold(common.dedupe(history)), stored, ["order_id"], CLEAN_COLUMNS).persist()
+    try:
+        lake.merge(rows, uri, ["order_id"], partition_by=["event_date"], app_id=APP_ID, txn_version=batch.end)
+        stats.written += rows.count()
+    finally:
+        rows.unpersist()
+
+
+def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" = None) -> common.JobStats:
+    """Fold the bronze orders added since the last run into orders_clean, order_events and quarantine.
+
+    orders_clean commits before order_events, so order_events never runs ahead of it (enrichment follows
+    order_events); after a crash between the two, order_events has the older position and catches up first.
+    """
+    from ecomlake.lake import get_engine
+
+    lake = lake or get_engine(spark, settings)
+    stats = common.JobStats("orders")
+    clean_uri = settings.table_uri(SILVER_SCHEMA, SILVER_ORDERS)
+    events_uri = settings.table_uri(SILVER_SCHEMA, SILVER_ORDER_EVENTS)
+    quarantine_uri = settings.table_uri(SILVER_SCHEMA, SILVER_QUARANTINE)
+    writers = {
+        clean_uri: lambda batch: write_clean(lake, batch, clean_uri, events_uri, stats),
+        events_uri: lambda batch: common.write_events(
+            lake, batch, with_event_date(split(batch.classified)[0]), events_uri, APP_ID, stats
+        ),
+        quarantine_uri: lambda batch: common.write_quarantine(
+            lake, batch, split(batch.classified)[1], quarantine_uri, SOURCE_TABLE, stats
+        ),
+    }
+    return common.run_increment(
+        lake, stats, settings.table_uri(BRONZE_SCHEMA, BRONZE_ORDERS), APP_ID, classify, writers
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="ecomlake silver --only orders", description=__doc__).parse_args(argv)
+    from batch.silver import run_jobs
+
+    return run_jobs(["orders"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,144 @@
+"""silver.payments_clean: one row per payment event (deduplicated on event_id); contract breakers go to quarantine.
+
+A payment without event_id gets a deterministic synthetic one from its bronze coordinates, so reruns agree.
+Payments may arrive before their order: they wait here until enrichment sees the order. Runs alone with
+`ecomlake silver --only payments` or `spark-submit batch/silver_payments.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from batch import silver_common as common
+from ecomlake.contract import (
+    BRONZE_PAYMENTS,
+    BRONZE_SCHEMA,
+    CURRENCIES,
+    MONEY_TYPE,
+    PAYMENT_EVENT_DDL,
+    PAYMENT_METHODS,
+    PAYMENT_REQUIRED,
+    PAYMENT_STATUSES,
+    SILVER_PAYMENTS,
+    SILVER_QUARANTINE,
+    SILVER_SCHEMA,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from ecomlake.lake import LakeEngine
+    from ecomlake.settings import Settings
+
+SOURCE_TABLE = f"{BRONZE_SCHEMA}.{BRONZE_PAYMENTS}"
+APP_ID = common.app_id(SOURCE_TABLE)
+FIELD_KINDS = {
+    "event_id": "string",
+    "payment_id": "string",
+    "order_id": "string",
+    "amount_cents": "integer",
+    "currency": "string",
+    "status": "string",
+    "method": "string",
+    "event_ts": "string",
+}
+# amount = amount_cents / 100 must fit decimal(18,2).
+MAX_AMOUNT_CENTS = 10**18 - 1
+CLEAN_COLUMNS = common.columns(common.PAYMENTS_CLEAN_DDL)
+assert set(FIELD_KINDS) == set(PAYMENT_REQUIRED)
+
+
+def synthetic_event_id() -> F.Column:
+    """Deterministic id for a payment without one: a hash of its (topic, partition, offset)."""
+    coordinates = F.concat_ws(":", "topic", F.col("partition").cast("string"), F.col("offset").cast("string"))
+    return F.concat(F.lit("synthetic-"), F.substring(F.sha2(coordinates, 256), 1, 32))
+
+
+def classify(bronze: DataFrame) -> DataFrame:
+    """Bronze rows with the typed payment fields and `reason` (NULL when the event honours the contract)."""
+    doc = common.with_json(bronze, PAYMENT_EVENT_DDL).withColumn(
+        "_event_ts", F.expr("try_to_timestamp(_doc.event_ts)")
+    )
+    d = lambda name: F.col(f"_doc.{name}")  # noqa: E731
+    required = [name for name in PAYMENT_REQUIRED if name != "event_id"]
+    id_missing, _ = common.missing("event_id")
+    id_wrong_type, id_reason = common.wrong_type("event_id", "string")
+    rules = [common.malformed()]
+    rules += [common.missing(name) for name in required]
+    rules += [(~id_missing & id_wrong_type, id_reason)]
+    rules += [common.wrong_type(name, FIELD_KINDS[name]) for name in required]
+    cents = d("amount_cents")
+    rules += [
+        common.invalid(cents.isNull() | (cents < 0) | (cents > MAX_AMOUNT_CENTS), "amount_cents"),
+        common.invalid(common.not_in(d("currency"), CURRENCIES), "currency"),
+        common.invalid(common.not_in(d("status"), PAYMENT_STATUSES), "status"),
+        common.invalid(common.not_in(d("method"), PAYMENT_METHODS), "method"),
+        common.invalid(F.col("_event_ts").isNull(), "event_ts"),
+    ]
+    return doc.withColumn("reason", common.first_reason(rules)).withColumn(
+        "_event_id", F.when(id_missing, synthetic_event_id()).otherwise(d("event_id"))
+    )
+
+
+def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(valid payments as payments_clean rows, rejected bronze rows with their reason)."""
+    d = lambda name: F.col(f"_doc.{name}")  # noqa: E731
+    valid = classified.filter(F.col("reason").isNull()).select(
+        F.col("_event_id").alias("event_id"),
+        d("payment_id").alias("payment_id"),
+        d("order_id").alias("order_id"),
+        (d("amount_cents").cast("decimal(20,0)") / 100).cast(MONEY_TYPE).alias("amount"),
+        d("amount_cents").alias("amount_cents"),
+        d("currency").alias("currency"),
+        d("status").alias("status"),
+        d("method").alias("method"),
+        F.col("_event_ts").alias("event_ts"),
+        F.to_date("_event_ts").alias("event_date"),
+        *common.LINEAGE,
+    ).select(*CLEAN_COLUMNS)
+    rejected = classified.filter(F.col("reason").isNotNull()).select(*common.RAW_COLUMNS, "reason")
+    return valid, rejected
+
+
+def validate(bronze: DataFrame) -> tuple[DataFrame, DataFrame]:
+    return split(classify(bronze))
+
+
+def write_clean(lake: "LakeEngine", batch: common.Increment, uri: str, stats: common.JobStats) -> None:
+    """Merge the increment's new payments into payments_clean, recording its bronze version in that commit."""
+    stats.written += common.write_events(lake, batch, split(batch.classified)[0], uri, APP_ID, stats)
+
+
+def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" = None) -> common.JobStats:
+    """Add the bronze payments that arrived since the last run to payments_clean and quarantine."""
+    from ecomlake.lake import get_engine
+
+    lake = lake or get_engine(spark, settings)
+    stats = common.JobStats("payments")
+    clean_uri = settings.table_uri(SILVER_SCHEMA, SILVER_PAYMENTS)
+    quarantine_uri = settings.table_uri(SILVER_SCHEMA, SILVER_QUARANTINE)
+    writers = {
+        clean_uri: lambda batch: write_clean(lake, batch, clean_uri, stats),
+        quarantine_uri: lambda batch: common.write_quarantine(
+            lake, batch, split(batch.classified)[1], quarantine_uri, SOURCE_TABLE, stats
+        ),
+    }
+    return common.run_increment(
+        lake, stats, settings.table_uri(BRONZE_SCHEMA, BRONZE_PAYMENTS), APP_ID, classify, writers
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="ecomlake silver --only payments", description=__doc__).parse_args(argv)
+    from batch.silver import run_jobs
+
+    return run_jobs(["payments"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,396 @@
+"""`ecomlake demo`: the whole pipeline on the embedded stack, in one process, with a live status view.
+
+The broker starts (unless one already runs), the generator publishes for DEMO_SECONDS at DEMO_RATE events/s,
+bronze streams continuously, and silver + gold run every --interval seconds (a small in-process scheduler;
+clusters use Airflow). At the end bronze drains what is left, silver and gold run once more, and the demo
+prints a summary, the queries a user would run next, and writes a dashboard (HTML + PNG) under the lakehouse.
+
+End-to-end latency is measured, not estimated: before each gold build the fully paid orders in silver are
+snapshotted; when that build has finished, every order seen there for the first time is visible in
+gold.fct_sales_minute, and its latency is that moment minus the Kafka timestamp (publication time) of the
+latest event that went into it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from ecomlake import broker, contract
+from ecomlake.errors import EcomlakeError
+from ecomlake.settings import Settings, load
+
+TOP_QUERIES = {
+    "GMV per minute, last 60 minutes": "select minute_bucket, gmv, paid_orders from gold.vw_sales_last_60min order by minute_bucket desc limit 5",
+    "Busiest minutes overall": "select minute_bucket, gmv, paid_orders from gold.fct_sales_minute order by gmv desc limit 3",
+    "Total GMV and paid orders": "select sum(gmv) as gmv_usd, sum(paid_orders) as paid_orders, count(*) as minutes from gold.fct_sales_minute",
+}
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise EcomlakeError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise EcomlakeError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: every reported figure is one that was measured)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+def table_rows(uri: str) -> int:
+    """Row count of a Delta table from its log's file statistics (no data read); 0 when it doesn't exist."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(uri):
+        return 0
+    actions = DeltaTable(uri).get_add_actions(flatten=True)
+    return int(sum(v for v in actions.column("num_records").to_pylist() if v))
+
+
+@dataclass
+class LatencyProbe:
+    """First-visibility latency of every fully paid order (seconds)."""
+
+    seen: set = field(default_factory=set)
+    latencies: list = field(default_factory=list)
+    newest_published: datetime | None = None
+
+    def snapshot(self, settings: Settings) -> dict:
+        from deltalake import DeltaTable
+
+        uri = settings.table_uri(contract.SILVER_SCHEMA, contract.SILVER_ENRICHED)
+        if not DeltaTable.is_deltatable(uri):
+            return {}
+        table = DeltaTable(uri).to_pyarrow_table(columns=["order_id", "fully_paid", "last_published_ts"])
+        ids, paid, published = (table.column(c).to_pylist() for c in ("order_id", "fully_paid", "last_published_ts"))
+        return {o: p for o, f, p in zip(ids, paid, published) if f and o not in self.seen and p is not None}
+
+    def visible(self, pending: dict, at: float) -> None:
+        for order_id, published in pending.items():
+            if published.tzinfo is None:
+                published = published.replace(tzinfo=timezone.utc)
+            self.seen.add(order_id)
+            self.latencies.append(max(0.0, at - published.timestamp()))
+            if self.newest_published is None or published > self.newest_published:
+                self.newest_published = published
+
+    def figures(self) -> dict:
+        if not self.latencies:
+            return {"paid_orders_measured": 0}
+        return {
+            "paid_orders_measured": len(self.latencies),
+            "latency_p50_s": round(statistics.median(self.latencies), 3),
+            "latency_p95_s": round(percentile(self.latencies, 95), 3),
+            "latency_max_s": round(max(self.latencies), 3),
+        }
+
+
+@dataclass
+class DemoState:
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "starting"
+    produced: int = 0
+    cycles: int = 0
+    silver_s: float = 0.0
+    gold_s: float = 0.0
+    gold_status: str = "-"
+    counts: dict = field(default_factory=dict)
+    latest_minute: tuple | None = None
+    latency: LatencyProbe = field(default_factory=LatencyProbe)
+
+
+def gold_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
+    import duckdb
+
+    if not Path(settings.warehouse_path).exists():
+        return [], []
+    with duckdb.connect(settings.warehouse_path) as con:
+        cursor = con.execute(sql)
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+def refresh_counts(settings: Settings, state: DemoState) -> None:
+    tables = {
+        "bronze orders": (contract.BRONZE_SCHEMA, contract.BRONZE_ORDERS),
+        "bronze payments": (contract.BRONZE_SCHEMA, contract.BRONZE_PAYMENTS),
+        "silver orders_clean": (contract.SILVER_SCHEMA, contract.SILVER_ORDERS),
+        "silver payments_clean": (contract.SILVER_SCHEMA, contract.SILVER_PAYMENTS),
+        "silver enriched": (contract.SILVER_SCHEMA, contract.SILVER_ENRICHED),
+        "silver quarantine": (contract.SILVER_SCHEMA, contract.SILVER_QUARANTINE),
+    }
+    counts = {name: table_rows(settings.table_uri(*parts)) for name, parts in tables.items()}
+    try:
+        _, rows = gold_query(settings, "select count(*) from gold.fct_sales_minute")
+        counts["gold minutes"] = rows[0][0] if rows else 0
+        _, latest = gold_query(settings, "select minute_bucket, gmv, paid_orders from gold.fct_sales_minute order by minute_bucket desc limit 1")
+        state.latest_minute = latest[0] if latest else None
+    except Exception:  # the warehouse is busy while gold builds: keep the last figure
+        counts["gold minutes"] = state.counts.get("gold minutes", 0)
+    state.counts = counts
+
+
+def status_table(state: DemoState, seconds: float, rate: float):
+    from rich.table import Table
+
+    elapsed = time.monotonic() - state.started
+    table = Table(title=f"ecomlake demo — {state.phase} ({elapsed:,.0f}s of ~{seconds:,.0f}s, {rate:g} events/s)")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("events produced", f"{state.produced:,}")
+    for name, value in state.counts.items():
+        table.add_row(name, f"{value:,}")
+    lag = state.latency.newest_published
+    table.add_row("freshness lag (now − newest event in gold)",
+                  f"{time.time() - lag.timestamp():.1f}s" if lag else "-")
+    if state.latest_minute:
+        minute, gmv, orders = state.latest_minute
+        table.add_row("latest minute GMV (USD)", f"{minute:%H:%M}  ${gmv:,.2f}  ({orders} paid orders)")
+    table.add_row("silver + gold cycles", f"{state.cycles} (last: silver {state.silver_s:.1f}s, gold {state.gold_s:.1f}s, {state.gold_status})")
+    figures = state.latency.figures()
+    if figures.get("paid_orders_measured"):
+        table.add_row("end-to-end latency p50 / p95", f"{figures['latency_p50_s']:.1f}s / {figures['latency_p95_s']:.1f}s")
+    return table
+
+
+class _Generator(threading.Thread):
+    """The generator in the background, stoppable, with a live count of what it published."""
+
+    def __init__(self, settings: Settings, seconds: float, rate: float, scenario: str, seed: int):
+        super().__init__(name="ecomlake-generator", daemon=True)
+        from generator.publish import RunResult
+
+        self.settings, self.seconds, self.rate, self.scenario, self.seed = settings, seconds, rate, scenario, seed
+        self.stop_event = threading.Event()
+        self.live = RunResult(manifest={})
+        self.result = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from generator import generate
+
+        try:
+            self.result = generate(self.settings, duration_s=self.seconds, rate=self.rate, scenario=self.scenario,
+                                   seed=self.seed, stop=self.stop_event, live=self.live)
+        except BaseException as err:  # reported by the demo's main thread
+            self.error = err
+
+
+def _cycle(spark, settings: Settings, state: DemoState) -> None:
+    """One silver run, then one gold build; records the latency of every order gold made visible."""
+    from batch.silver import run_silver
+    from ecomlake.gold import run_gold
+
+    started = time.perf_counter()
+    run_silver(spark, settings)
+    state.silver_s = time.perf_counter() - started
+    pending = state.latency.snapshot(settings)
+    started = time.perf_counter()
+    gold = run_gold(settings, tests=False)
+    state.gold_s, state.gold_status = time.perf_counter() - started, gold["status"]
+    if gold["status"] == "ok":
+        state.latency.visible(pending, time.time())
+    elif gold["status"] == "failed":
+        raise EcomlakeError(f"gold build failed: {'; '.join(gold['errors'][:3])}")
+    state.cycles += 1
+
+
+class _Scheduler(threading.Thread):
+    """Silver + gold every `interval` seconds (start to start) until stopped; the main thread keeps the view live."""
+
+    def __init__(self, spark, settings: Settings, state: DemoState, interval: float):
+        super().__init__(name="ecomlake-scheduler", daemon=True)
+        self.spark, self.settings, self.state, self.interval = spark, settings, state, interval
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        next_start = time.monotonic() + self.interval
+        while not self.stop_event.wait(max(0.0, next_start - time.monotonic())):
+            next_start = time.monotonic() + self.interval
+            try:
+                _cycle(self.spark, self.settings, self.state)
+            except BaseException as err:
+                if not self.stop_event.is_set():
+                    self.error = err
+                return
+
+    def finish(self, timeout: float = 300) -> None:
+        """Stop after the cycle under way (if any) and re-raise what failed in it."""
+        self.stop_event.set()
+        self.join(timeout)
+        if self.error:
+            raise self.error
+
+
+def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str = "steady", seed: int = 7,
+             interval: float = 10.0, trigger: float = 1.0, live: bool = True) -> dict:
+    """Run the pipeline; returns the summary (also written to <lakehouse>/demo/summary.json)."""
+    from contextlib import nullcontext
+
+    from ecomlake.dashboard import read_last_minutes, render
+    from ecomlake.spark import get_spark
+    from generator.publish import ensure_topics
+    from streaming.bronze import run_available_now, start_bronze
+
+    state = DemoState()
+    _, started_broker = broker.start(settings)
+    gen = bronze = view = scheduler = None
+    interrupted = False
+    try:
+        spark = get_spark(settings, app_name="ecomlake-demo")
+        ensure_topics(settings)
+        bronze = start_bronze(spark, settings, trigger_seconds=trigger)
+        gen = _Generator(settings, seconds, rate, scenario, seed)
+        scheduler = _Scheduler(spark, settings, state, interval)
+        state.started, state.phase = time.monotonic(), "streaming"
+        gen.start()
+        scheduler.start()
+        if live:
+            from rich.live import Live
+
+            view = Live(status_table(state, seconds, rate), refresh_per_second=2, transient=False)
+        with view or nullcontext():
+            next_count = 0.0
+            while gen.is_alive() and scheduler.is_alive():
+                state.produced = gen.live.delivered
+                if time.monotonic() >= next_count:
+                    refresh_counts(settings, state)
+                    next_count = time.monotonic() + 2
+                if view:
+                    view.update(status_table(state, seconds, rate))
+                time.sleep(0.25)
+            state.phase = "draining"
+            if view:
+                view.update(status_table(state, seconds, rate))
+            gen.join()
+            scheduler.finish()
+            if gen.error:
+                raise gen.error
+            state.produced = gen.live.delivered
+            bronze.stop()
+            run_available_now(spark, settings)
+            _cycle(spark, settings, state)
+            refresh_counts(settings, state)
+            state.phase = "done"
+            if view:
+                view.update(status_table(state, seconds, rate))
+    except KeyboardInterrupt:
+        interrupted = True
+        state.phase = "interrupted"
+    finally:
+        if gen is not None:
+            gen.stop_event.set()
+            gen.join(timeout=30)
+            state.produced = gen.live.delivered
+        if scheduler is not None:
+            scheduler.stop_event.set()
+            scheduler.join(timeout=120)
+        if bronze is not None:
+            try:
+                bronze.stop()
+            except Exception:
+                pass
+        if started_broker:
+            broker.stop(settings)
+    refresh_counts(settings, state)
+    out_dir = Path(settings.lakehouse_uri) / "demo"
+    dashboard = None
+    if Path(settings.warehouse_path).exists():
+        html_path, png_path = render(read_last_minutes(settings.warehouse_path), str(out_dir))
+        dashboard = {"html": str(html_path), "png": str(png_path)}
+    summary = {
+        "interrupted": interrupted,
+        "seconds": round(time.monotonic() - state.started, 1),
+        "rate": rate,
+        "scenario": scenario,
+        "events_produced": state.produced,
+        "counts": state.counts,
+        "cycles": state.cycles,
+        "latency": state.latency.figures(),
+        "dashboard": dashboard,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if gen is not None and gen.result is not None:
+        (out_dir / "manifest.json").write_text(json.dumps(gen.result.manifest, indent=2, default=str) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def print_summary(settings: Settings, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="ecomlake demo — summary" + (" (interrupted)" if summary["interrupted"] else ""))
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("run time", f"{summary['seconds']}s, scenario {summary['scenario']}, {summary['rate']:g} events/s")
+    table.add_row("events produced", f"{summary['events_produced']:,}")
+    for name, value in summary["counts"].items():
+        table.add_row(name, f"{value:,}")
+    latency = summary["latency"]
+    if latency.get("paid_orders_measured"):
+        table.add_row("end-to-end latency (publish → gold)",
+                      f"p50 {latency['latency_p50_s']}s, p95 {latency['latency_p95_s']}s, max {latency['latency_max_s']}s "
+                      f"over {latency['paid_orders_measured']:,} paid orders")
+    console.print(table)
+    if not Path(settings.warehouse_path).exists():
+        return
+    console.print(f"\nQuery gold yourself: duckdb {settings.warehouse_path}")
+    for title, sql in TOP_QUERIES.items():
+        try:
+            columns, rows = gold_query(settings, sql)
+        except Exception as err:
+            console.print(f"[red]{title}: {err}[/red]")
+            continue
+        result = Table(title=f"{title}\n[dim]{sql}[/dim]", title_justify="left")
+        for column in columns:
+            result.add_column(column, justify="right")
+        for row in rows:
+            result.add_row(*(f"{v:,.2f}" if hasattr(v, "quantize") else str(v) for v in row))
+        console.print(result)
+    if summary["dashboard"]:
+        console.print(f"\nDashboard: {summary['dashboard']['html']}  (PNG: {summary['dashboard']['png']})")
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ecomlake demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=_env_number("DEMO_SECONDS", 120),
+                        help="how long the generator publishes (env DEMO_SECONDS, default %(default)s)")
+    parser.add_argument("--rate", type=float, default=_env_number("DEMO_RATE", 200),
+                        help="events per second (env DEMO_RATE, default %(default)s)")
+    from generator.scenarios import SCENARIOS
+
+    parser.add_argument("--scenario", choices=tuple(SCENARIOS), default=os.environ.get("DEMO_SCENARIO", "late_and_duplicates"))
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--interval", type=float, default=_env_number("DEMO_INTERVAL", 10),
+                        help="seconds between silver + gold runs (default %(default)s)")
+    parser.add_argument("--trigger", type=float, default=1.0, help="bronze micro-batch trigger in seconds")
+    parser.add_argument("--no-live", action="store_true", help="no live status view (for logs and CI)")
+    args = parser.parse_args(argv)
+    for name in ("seconds", "rate", "interval", "trigger"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive")
+    settings = load()
+    summary = run_demo(settings, seconds=args.seconds, rate=args.rate, scenario=args.scenario, seed=args.seed,
+                       interval=args.interval, trigger=args.trigger, live=not args.no_live)
+    print_summary(settings, summary)
+    return 130 if summary["interrupted"] else 0

@@ -1,0 +1,268 @@
+"""Gold: the dbt project in dbt/ (ecom_analytics), run in-process through dbt's programmatic `dbtRunner`.
+
+`ecomlake gold [--test-only] [--docs] [--full-refresh]` builds (seeds, models, data and unit tests),
+`ecomlake freshness` checks the silver sources' freshness; `run_gold` is the same build for the demo scheduler.
+The target comes from settings.dbt_target (DBT_TARGET): duckdb writes ${LAKEHOUSE_URI}/warehouse.duckdb and reads
+silver with DuckDB's delta extension; trino writes the Delta catalog's gold schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ecomlake import contract
+from ecomlake.errors import EcomlakeError
+from ecomlake.settings import Settings
+
+DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
+SILVER_TABLES = (contract.SILVER_ORDERS, contract.SILVER_PAYMENTS, contract.SILVER_ENRICHED, contract.SILVER_QUARANTINE)
+
+
+class DbtError(EcomlakeError):
+    """dbt could not run at all (bad project, profile or connection), as opposed to failing models or tests."""
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The environment dbt's profiles.yml and sources read (env_var(...))."""
+    env = settings.to_env()
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    return env
+
+
+def artifacts_dir(settings: Settings) -> Path:
+    """dbt's target/ and logs/ for these settings: per run dir, so concurrent lakehouses never share state."""
+    return Path(settings.run_dir) / "dbt"
+
+
+def missing_silver_tables(settings: Settings) -> list[str]:
+    """Silver tables gold reads that do not exist yet (only checkable for a local lakehouse; else [])."""
+    if settings.dbt_target != "duckdb" or not settings.is_local_lake:
+        return []
+    return [t for t in SILVER_TABLES
+            if not (Path(settings.table_uri(contract.SILVER_SCHEMA, t)) / "_delta_log").is_dir()]
+
+
+def require_silver(settings: Settings) -> None:
+    missing = missing_silver_tables(settings)
+    if missing:
+        raise EcomlakeError(
+            f"silver tables not found under {settings.lakehouse_uri}/silver: {', '.join(missing)}; "
+            "run `ecomlake silver` first"
+        )
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _release_duckdb() -> None:
+    """dbt-duckdb keeps its database open for the life of the process; close it so others (the dashboard, the
+    next invocation with another lakehouse) can open the warehouse file."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    with DuckDBConnectionManager._LOCK:
+        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+    if env is not None:
+        try:
+            env.close()
+        except Exception:  # the handle may already be gone; nothing is lost either way
+            pass
+
+
+def _check_warehouse_free(path: str) -> None:
+    """One clear line instead of dbt's traceback when another process holds the DuckDB warehouse."""
+    import duckdb
+
+    if not Path(path).exists():
+        return
+    try:
+        duckdb.connect(path).close()
+    except duckdb.IOException as err:
+        if "lock" in str(err).lower():
+            holder = str(err).split("Conflicting lock is held in", 1)[-1].split(". See", 1)[0].strip()
+            raise EcomlakeError(f"the gold warehouse {path} is in use by another process ({holder}); "
+                                "stop it (e.g. a running `ecomlake demo`) and retry") from None
+    except duckdb.Error:
+        pass  # e.g. open in this very process with other settings: dbt will say what is wrong
+
+
+def invoke(settings: Settings, command: Sequence[str], quiet: bool = False):
+    """Run one dbt command on this project; returns dbt's dbtRunnerResult."""
+    from dbt.cli.main import dbtRunner
+
+    if settings.dbt_target == "duckdb":
+        if not settings.is_local_lake:
+            raise EcomlakeError(
+                f"DBT_TARGET=duckdb needs a local LAKEHOUSE_URI (got {settings.lakehouse_uri}); use DBT_TARGET=trino "
+                "for a lakehouse on object storage"
+            )
+        _check_warehouse_free(settings.warehouse_path)
+    out = artifacts_dir(settings)
+    args = [
+        *command,
+        "--project-dir", str(DBT_DIR),
+        "--profiles-dir", str(DBT_DIR),
+        "--target", settings.dbt_target,
+        "--target-path", str(out / "target"),
+        "--log-path", str(out / "logs"),
+    ]
+    if quiet:
+        args[len(command):len(command)] = ["--log-level", "none", "--no-use-colors"]
+    with _environ(dbt_env(settings)):
+        try:
+            return dbtRunner().invoke(args)
+        finally:
+            _release_duckdb()
+
+
+def _check(result) -> None:
+    if result.exception is not None and result.result is None:
+        raise DbtError(f"dbt failed before running anything: {str(result.exception).splitlines()[0]}")
+
+
+def node_failures(result) -> list[str]:
+    """One line per failed or erroring node of a build/test/freshness result."""
+    lines = []
+    for r in getattr(result.result, "results", None) or []:
+        status = str(getattr(r.status, "value", r.status)).lower()
+        if status in ("error", "fail", "runtime error"):
+            message = (r.message or "").strip().splitlines()
+            lines.append(f"{r.node.resource_type}.{r.node.name}: {status}" + (f": {message[0]}" if message else ""))
+    return lines
+
+
+def build(settings: Settings, full_refresh: bool = False, tests: bool = True, quiet: bool = False):
+    """`dbt build`: seeds, models and (unless tests=False) data and unit tests, in dependency order."""
+    require_silver(settings)
+    command = ["build"]
+    if full_refresh:
+        command.append("--full-refresh")
+    if not tests:
+        command += ["--exclude", "resource_type:test", "resource_type:unit_test"]
+    result = invoke(settings, command, quiet=quiet)
+    _check(result)
+    return result
+
+
+def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False) -> dict:
+    """One quiet gold build for the demo scheduler: {"status": ok|failed|waiting, "duration_s", "errors"}.
+    "waiting" means silver is not there yet (normal at start-up)."""
+    started = time.perf_counter()
+    missing = missing_silver_tables(settings)
+    if missing:
+        return {"status": "waiting", "duration_s": 0.0, "errors": [f"silver tables missing: {', '.join(missing)}"]}
+    try:
+        result = build(settings, full_refresh=full_refresh, tests=tests, quiet=True)
+        errors = node_failures(result)
+        status = "ok" if result.success else "failed"
+        if not result.success and not errors and result.exception is not None:
+            errors = [str(result.exception).splitlines()[0]]
+    except EcomlakeError as err:
+        status, errors = "failed", [str(err)]
+    return {"status": status, "duration_s": round(time.perf_counter() - started, 3), "errors": errors}
+
+
+def freshness(settings: Settings, warn_after: int | None = None, error_after: int | None = None, quiet: bool = False):
+    """`dbt source freshness` over the silver sources; thresholds in minutes override the project's vars."""
+    require_silver(settings)
+    command = ["source", "freshness"]
+    overrides = {name: value for name, value in (("silver_freshness_warn_minutes", warn_after),
+                                                 ("silver_freshness_error_minutes", error_after)) if value is not None}
+    if overrides:
+        command += ["--vars", json.dumps(overrides)]
+    result = invoke(settings, command, quiet=quiet)
+    _check(result)
+    return result
+
+
+def freshness_summary(result) -> tuple[dict[str, int], list[str]]:
+    """Counts per status (pass/warn/error/runtime error) and one line per source that did not pass."""
+    counts: dict[str, int] = {}
+    lines = []
+    for r in getattr(result.result, "results", None) or []:
+        status = str(getattr(r.status, "value", r.status)).lower()
+        counts[status] = counts.get(status, 0) + 1
+        if status != "pass":
+            name = f"{r.node.source_name}.{r.node.name}"
+            age = getattr(r, "age", None)
+            detail = f"newest {r.node.loaded_at_field} is {age / 60:.1f} min old" if age is not None else (r.message or "")
+            lines.append(f"{status.upper():<5} {name}: {detail}".rstrip(": "))
+    return counts, lines
+
+
+def _gold_exists(settings: Settings) -> bool:
+    return settings.dbt_target != "duckdb" or not settings.is_local_lake or Path(settings.warehouse_path).exists()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ecomlake gold", description="dbt build of the gold models (project dbt/).")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--test-only", action="store_true", help="run the data and unit tests on what is built")
+    mode.add_argument("--docs", action="store_true", help="generate the dbt docs site (static HTML)")
+    parser.add_argument("--full-refresh", action="store_true", help="rebuild the incremental models from scratch")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+
+    if args.docs:
+        result = invoke(settings, ["docs", "generate", "--static"])
+        _check(result)
+        if result.success:
+            print(f"dbt docs: {artifacts_dir(settings) / 'target' / 'static_index.html'}")
+        return 0 if result.success else 1
+    if args.test_only:
+        require_silver(settings)
+        if not _gold_exists(settings):
+            raise EcomlakeError(f"gold is not built yet ({settings.warehouse_path} is missing): run `ecomlake gold` first")
+        result = invoke(settings, ["test"])
+    else:
+        result = build(settings, full_refresh=args.full_refresh)
+    _check(result)
+    return 0 if result.success else 1
+
+
+def _minutes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of minutes") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("minutes must be 0 or more")
+    return value
+
+
+def freshness_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ecomlake freshness",
+        description="dbt source freshness of the silver tables; exit 0 when fresh or only warned, 1 on ERROR.",
+    )
+    parser.add_argument("--warn-after", type=_minutes, metavar="MINUTES",
+                        help="warn when the newest row is older than this (default: dbt var, 15)")
+    parser.add_argument("--error-after", type=_minutes, metavar="MINUTES",
+                        help="error when the newest row is older than this (default: dbt var, 60)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    result = freshness(settings, warn_after=args.warn_after, error_after=args.error_after)
+    counts, lines = freshness_summary(result)
+    for line in lines:
+        print(line)
+    summary = ", ".join(f"{status.upper()} {n}" for status, n in sorted(counts.items())) or "no sources checked"
+    print(f"freshness: {summary}")
+    return 0 if result.success else 1

@@ -1,0 +1,481 @@
+"""`ecomlake bronze`: stream both topics into bronze_raw.orders_raw and bronze_raw.payments_raw, exactly once.
+
+One streaming query per topic, each with its own checkpoint under `${LAKEHOUSE_URI}/_checkpoints/bronze_<table>`.
+Every micro-batch is appended with `LakeEngine.append_batch(app_id, txn_version=batch_id)`: the Delta commit
+records the (app_id, batch id) application transaction, so when the process dies after the Delta commit but
+before Spark's checkpoint commit, the replayed batch is recognised and skipped. app_id is the query's id from its
+checkpoint (`bronze/<table>/<query id>`): stable across restarts, new when the checkpoint is deleted (then the
+topic is read again from the earliest offset and appended again — delete the table with its checkpoint).
+
+Bronze never rejects a payload. raw_value is the payload decoded as UTF-8; when the bytes are not valid UTF-8,
+raw_value holds a decoding with U+FFFD replacement characters and raw_value_b64 the exact bytes, base64-encoded
+(raw_value_b64 is NULL for every valid payload). raw_key is decoded the same way (keys are order ids).
+
+Also runnable with spark-submit: `spark-submit streaming/bronze.py --available-now`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+from ecomlake import contract
+from ecomlake.errors import EcomlakeError
+from ecomlake.settings import Settings, load
+from streaming import kafka_source
+from streaming.kafka_source import BrokerView, flatten
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger("ecomlake.bronze")
+
+DEFAULT_TRIGGER_S = 2.0
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class BronzeTable:
+    table: str
+    topic: str
+    uri: str
+    checkpoint: str
+
+    @property
+    def name(self) -> str:
+        return f"bronze_{self.table}"
+
+
+def bronze_tables(settings: Settings) -> list[BronzeTable]:
+    pairs = ((contract.BRONZE_ORDERS, settings.topic_order_events), (contract.BRONZE_PAYMENTS, settings.topic_payment_events))
+    return [
+        BronzeTable(table, topic, settings.table_uri(contract.BRONZE_SCHEMA, table),
+                    settings.checkpoint_uri(f"bronze_{table}"))
+        for table, topic in pairs
+    ]
+
+
+# --- transform -------------------------------------------------------------------------------------------
+def to_bronze_rows(kafka_df: "DataFrame") -> "DataFrame":
+    """Kafka source rows -> bronze rows. Payloads are kept byte for byte (raw_value_b64 when not UTF-8)."""
+    from pyspark.sql import functions as F
+
+    value_text = F.col("value").cast("string")
+    return kafka_df.select(
+        F.make_valid_utf8(F.col("key").cast("string")).alias("raw_key"),
+        F.make_valid_utf8(value_text).alias("raw_value"),
+        F.when(~F.is_valid_utf8(value_text), F.base64("value")).alias("raw_value_b64"),
+        F.col("topic"),
+        F.col("partition"),
+        F.col("offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.current_timestamp().alias("ingest_ts"),
+    )
+
+
+# --- broker checks ---------------------------------------------------------------------------------------
+def wait_for_broker(settings: Settings, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> BrokerView:
+    """A connected broker view; retries with a message while the broker is unreachable, then fails in one line."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        view = BrokerView(settings.kafka_bootstrap, timeout_s=10.0)
+        try:
+            view.consumer.list_topics(timeout=min(2.0, max(deadline - time.monotonic(), 0.5)))
+            return view
+        except KafkaException:
+            view.close()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            hint = " (start the embedded one with `ecomlake broker start`)" if settings.broker == "embedded" else ""
+            raise EcomlakeError(
+                f"Kafka broker at {settings.kafka_bootstrap} is not reachable after {timeout_s:.0f}s{hint}"
+            )
+        log.warning("Kafka broker at %s not reachable (attempt %d); retrying for another %.0fs",
+                    settings.kafka_bootstrap, attempt, left)
+        time.sleep(min(1.0, left))
+
+
+def check_topics(view: BrokerView, settings: Settings) -> None:
+    _, missing = view.partitions(list(settings.topics))
+    if missing:
+        names = " and ".join(repr(t) for t in missing)
+        raise EcomlakeError(
+            f"topic {names} does not exist on {settings.kafka_bootstrap}; create it (`ecomlake generate` creates "
+            "both topics) or point TOPIC_ORDER_EVENTS / TOPIC_PAYMENT_EVENTS at existing topics"
+        )
+
+
+# --- per-batch writer ------------------------------------------------------------------------------------
+@dataclass
+class QueryStats:
+    rows: int = 0
+    batches: int = 0
+    skipped_batches: int = 0
+    write_s: float = 0.0
+    last_lag: int | None = None
+
+
+@dataclass
+class BatchWriter:
+    """foreachBatch sink: one idempotent Delta append per micro-batch, one log line per batch."""
+
+    bronze: BronzeTable
+    engine: object
+    monitor: "LagMonitor"
+    stats: QueryStats = field(default_factory=QueryStats)
+    _app_id: str | None = None
+
+    def app_id(self) -> str:
+        if self._app_id is None:
+            text = kafka_source.read_text(f"{self.bronze.checkpoint}/metadata")
+            if not text:
+                raise EcomlakeError(f"checkpoint {self.bronze.checkpoint} has no metadata file")
+            self._app_id = f"bronze/{self.bronze.table}/{json.loads(text)['id']}"
+        return self._app_id
+
+    def __call__(self, df: "DataFrame", batch_id: int) -> None:
+        started = time.monotonic()
+        wrote = self.engine.append_batch(df, self.bronze.uri, self.app_id(), batch_id)
+        elapsed = time.monotonic() - started
+        rows, processed = self._batch_range(batch_id)
+        lag = self.monitor.lag(processed)
+        self.stats.batches += 1
+        self.stats.write_s += elapsed
+        self.stats.last_lag = lag
+        if wrote:
+            self.stats.rows += rows
+            log.info("%s batch %d: %d rows in %.2fs (%.0f rows/s), lag %s", self.bronze.table, batch_id, rows,
+                     elapsed, rows / elapsed if elapsed > 0 else 0.0, "?" if lag is None else lag)
+        else:
+            self.stats.skipped_batches += 1
+            log.info("%s batch %d: already committed to Delta before a restart; skipped", self.bronze.table, batch_id)
+
+    def _batch_range(self, batch_id: int) -> tuple[int, dict[tuple[str, int], int]]:
+        """Records in the batch (end minus start offsets from Spark's offsets log) and its end offsets."""
+        end = kafka_source.checkpoint_offsets(self.bronze.checkpoint, batch_id)
+        if end is None:
+            return 0, {}
+        stop = flatten(end[1])
+        begin = None
+        if batch_id > 0:
+            begin = kafka_source.checkpoint_offsets(self.bronze.checkpoint, batch_id - 1)
+        start = flatten(begin[1]) if begin else self.monitor.earliest(list(stop))
+        return sum(max(0, o - start.get(tp, 0)) for tp, o in stop.items()), stop
+
+
+class LagMonitor:
+    """Broker offsets for the lag figure (shared by the queries' callbacks, hence the lock). Lag uses the
+    reported end offsets (no probe: it is informative, and exact whenever producers send one record per batch)."""
+
+    def __init__(self, view: BrokerView):
+        self.view = view
+        self.lock = threading.Lock()
+
+    def lag(self, processed: dict[tuple[str, int], int]) -> int | None:
+        if not processed or self.view is None:
+            return None
+        try:
+            with self.lock:
+                reported = self.view.reported_latest(list(processed))
+        except Exception:  # lag is informative only; never fail a batch for it
+            return None
+        return sum(max(0, reported[tp][1] - o) for tp, o in processed.items())
+
+    def earliest(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        with self.lock:
+            return self.view.earliest(tps)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.view is not None:
+                self.view.close()
+                self.view = None
+
+    def snapshot(self, topic: str) -> dict[tuple[str, int], int]:
+        with self.lock:
+            tps, _ = self.view.partitions([topic])
+            return self.view.latest(tps)
+
+
+# --- queries ---------------------------------------------------------------------------------------------
+def kafka_stream(spark: "SparkSession", settings: Settings, bronze: BronzeTable, max_offsets: int | None,
+                 ending: dict[tuple[str, int], int] | None = None) -> "DataFrame":
+    """The topic as a stream through the configured source (seam 1), with Spark's Kafka option names."""
+    if settings.kafka_source == "python":
+        kafka_source.register(spark)
+        reader = spark.readStream.format(kafka_source.SOURCE_NAME).option(
+            "ecomlake.checkpointLocation", bronze.checkpoint
+        )
+        if ending is not None:
+            reader = reader.option("ecomlake.endingOffsets", json.dumps(kafka_source.nest(ending)))
+    else:
+        reader = spark.readStream.format("kafka").option("failOnDataLoss", "true")
+    reader = (
+        reader.option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", bronze.topic)
+        .option("startingOffsets", "earliest")
+    )
+    if max_offsets:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
+    return reader.load()
+
+
+@dataclass
+class Bronze:
+    """The running bronze job: its queries and their writers (for stats)."""
+
+    queries: list["StreamingQuery"]
+    writers: list[BatchWriter]
+    monitor: LagMonitor
+
+    def stats(self) -> dict:
+        return {w.bronze.table: w.stats for w in self.writers}
+
+    def stop(self, wait_s: float = 30.0) -> None:
+        """Stop both queries, each between two micro-batches when one ends within `wait_s` (interrupting a batch
+        loses and duplicates nothing, but Spark logs the interruption loudly)."""
+        for query in self.queries:
+            _stop_between_batches(query, wait_s)
+        self.monitor.close()
+
+
+def _stop_between_batches(query: "StreamingQuery", wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while query.isActive and time.monotonic() < deadline:
+        if not query.status["isTriggerActive"]:
+            break
+        time.sleep(0.02)
+    if query.isActive:
+        query.stop()
+
+
+def _prepare(spark: "SparkSession", settings: Settings, connect_timeout_s: float):
+    from ecomlake.lake import get_engine
+
+    view = wait_for_broker(settings, connect_timeout_s)
+    check_topics(view, settings)
+    engine = get_engine(spark, settings)
+    return LagMonitor(view), engine
+
+
+def _start_query(spark, settings, bronze: BronzeTable, engine, monitor, trigger, max_offsets, ending=None):
+    if kafka_source.checkpoint_offsets(bronze.checkpoint) is None and engine.exists(bronze.uri):
+        log.warning("%s already has data but its checkpoint %s is new: the topic is read again from the earliest "
+                    "offset and appended again", bronze.uri, bronze.checkpoint)
+    writer = BatchWriter(bronze, engine, monitor)
+    stream = to_bronze_rows(kafka_stream(spark, settings, bronze, max_offsets, ending))
+    query = (
+        stream.writeStream.queryName(bronze.name)
+        .option("checkpointLocation", bronze.checkpoint)
+        .foreachBatch(writer)
+    )
+    query = query.trigger(**trigger) if trigger else query
+    return query.start(), writer
+
+
+def start_bronze(spark: "SparkSession", settings: Settings, trigger_seconds: float = DEFAULT_TRIGGER_S,
+                 max_offsets: int | None = None, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> Bronze:
+    """Start both queries, running until stopped (a micro-batch every `trigger_seconds`)."""
+    monitor, engine = _prepare(spark, settings, connect_timeout_s)
+    queries, writers = [], []
+    for bronze in bronze_tables(settings):
+        query, writer = _start_query(spark, settings, bronze, engine, monitor,
+                                     {"processingTime": f"{round(trigger_seconds * 1000)} milliseconds"}, max_offsets)
+        queries.append(query)
+        writers.append(writer)
+    return Bronze(queries, writers, monitor)
+
+
+def run_available_now(spark: "SparkSession", settings: Settings, max_offsets: int | None = None,
+                      connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, poll_s: float = 0.1) -> dict:
+    """Process everything in the topics at call time, then stop. Returns rows, batches and seconds per table.
+
+    spark-kafka: Spark's own Trigger.AvailableNow. python: Spark's AvailableNow wrapper for Python sources plans
+    one single batch (ignoring maxOffsetsPerTrigger), so instead the end offsets are snapshotted here, the source
+    is told never to plan past them (ecomlake.endingOffsets) and the query stops once its checkpoint has
+    committed them."""
+    started = time.monotonic()
+    monitor, engine = _prepare(spark, settings, connect_timeout_s)
+    running: list[tuple["StreamingQuery", BatchWriter, dict | None]] = []
+    for bronze in bronze_tables(settings):
+        if settings.kafka_source == "spark-kafka":
+            query, writer = _start_query(spark, settings, bronze, engine, monitor, {"availableNow": True}, max_offsets)
+            running.append((query, writer, None))
+            continue
+        target = monitor.snapshot(bronze.topic)
+        if _caught_up(bronze, target, monitor):
+            writer = BatchWriter(bronze, engine, monitor)
+            running.append((None, writer, None))
+            continue
+        query, writer = _start_query(spark, settings, bronze, engine, monitor, None, max_offsets, ending=target)
+        running.append((query, writer, target))
+    try:
+        pending = [r for r in running if r[0] is not None]
+        while pending:
+            for query, writer, target in list(pending):
+                if not query.isActive:
+                    _raise_failure(query, writer.bronze)
+                    pending.remove((query, writer, target))
+                elif target is not None and _caught_up(writer.bronze, target, monitor):
+                    _stop_between_batches(query, 30.0)
+                    pending.remove((query, writer, target))
+            time.sleep(poll_s)
+        for query, writer, _ in running:
+            if query is not None:
+                _raise_failure(query, writer.bronze)
+    finally:
+        for query, _, _ in running:
+            if query is not None and query.isActive:
+                query.stop()
+        monitor.close()
+    seconds = time.monotonic() - started
+    out: dict = {"seconds": round(seconds, 3)}
+    for _, writer, _ in running:
+        s = writer.stats
+        out[writer.bronze.table] = {"rows": s.rows, "batches": s.batches, "skipped_batches": s.skipped_batches,
+                                    "write_s": round(s.write_s, 3)}
+    out["rows"] = sum(w.stats.rows for _, w, _ in running)
+    return out
+
+
+def _caught_up(bronze: BronzeTable, target: dict[tuple[str, int], int], monitor: LagMonitor) -> bool:
+    committed = kafka_source.committed_offsets(bronze.checkpoint)
+    done = flatten(committed[1]) if committed else {}
+    for tp, position in done.items():
+        if tp in target and target[tp] < position:
+            raise EcomlakeError(kafka_source.lost_data(tp, target[tp], position, bronze.checkpoint))
+    behind = [tp for tp in target if tp not in done]
+    if behind:
+        done.update(monitor.earliest(behind))
+    return all(done[tp] >= end for tp, end in target.items())
+
+
+_SOURCE_ERROR = re.compile(r"KafkaSourceError: (.+)")
+
+
+def _raise_failure(query: "StreamingQuery", bronze: BronzeTable) -> None:
+    error = query.exception()
+    if error is None:
+        return
+    text = str(error)
+    found = _SOURCE_ERROR.search(text)
+    if found:
+        raise EcomlakeError(found.group(1).strip())
+    found = re.search(r"EcomlakeError: (.+)", text)
+    if found:
+        raise EcomlakeError(found.group(1).strip())
+    raise error
+
+
+# --- command line ----------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecomlake bronze",
+        description="Stream TOPIC_ORDER_EVENTS and TOPIC_PAYMENT_EVENTS into the Delta tables "
+        "bronze_raw.orders_raw and bronze_raw.payments_raw under LAKEHOUSE_URI, exactly once "
+        "(KAFKA_SOURCE picks the Kafka reader, LAKE_ENGINE the Delta writer).",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--available-now", action="store_true",
+                      help="process everything in the topics now, then stop")
+    mode.add_argument("--trigger", type=_positive_float, metavar="SECONDS", default=DEFAULT_TRIGGER_S,
+                      help=f"run until stopped, one micro-batch every SECONDS (default {DEFAULT_TRIGGER_S:g})")
+    parser.add_argument("--max-offsets-per-trigger", type=_positive_int, metavar="N",
+                        help="at most N records per micro-batch and topic (default: no limit)")
+    parser.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS",
+                        default=DEFAULT_CONNECT_TIMEOUT_S,
+                        help=f"how long to retry an unreachable broker at start (default {DEFAULT_CONNECT_TIMEOUT_S:g})")
+    return parser
+
+
+def _setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s bronze: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    _setup_logging()
+    settings = load()
+    from ecomlake.spark import get_spark
+
+    spark = get_spark(settings, app_name="ecomlake-bronze")
+    if args.available_now:
+        result = run_available_now(spark, settings, args.max_offsets_per_trigger, args.connect_timeout)
+        rate = result["rows"] / result["seconds"] if result["seconds"] else 0.0
+        print(f"bronze: {result['rows']} new rows ({result[contract.BRONZE_ORDERS]['rows']} orders, "
+              f"{result[contract.BRONZE_PAYMENTS]['rows']} payments) in {result['seconds']:.1f}s ({rate:.0f} rows/s)")
+        return 0
+    job = start_bronze(spark, settings, args.trigger, args.max_offsets_per_trigger, args.connect_timeout)
+    log.info("streaming %s -> %s (checkpoints under %s); Ctrl-C to stop",
+             ", ".join(b.topic for b in bronze_tables(settings)), contract.BRONZE_SCHEMA,
+             settings.checkpoint_uri(""))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while True:
+            for query, writer in zip(job.queries, job.writers):
+                if not query.isActive:
+                    job.stop()
+                    _raise_failure(query, writer.bronze)
+                    raise EcomlakeError(f"query {query.name} stopped unexpectedly")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        log.info("stopping")
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        job.stop()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _submit_main() -> int:
+    """Entry point under spark-submit: the same one-line errors as the `ecomlake` command."""
+    try:
+        return main()
+    except EcomlakeError as err:
+        print(f"bronze: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(_submit_main())

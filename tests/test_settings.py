@@ -1,0 +1,53 @@
+"""Configuration: embedded defaults, and a bad value is one line naming the variable (also through the CLI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecomlake.errors import ConfigError
+from ecomlake.settings import Settings
+
+ECOMLAKE = str(Path(sys.executable).parent / "ecomlake")
+
+BAD = [
+    ("KAFKA_SOURCE", "kafka", "python, spark-kafka"),
+    ("LAKE_ENGINE", "delta", "delta-rs, delta-spark"),
+    ("KAFKA_BOOTSTRAP", "localhost", "host:port"),
+    ("KAFKA_BOOTSTRAP", "127.0.0.1:70000", "host:port"),
+    ("TOPIC_PARTITIONS", "three", "whole number"),
+    ("TOPIC_PARTITIONS", "0", "at least 1"),
+]
+
+
+def test_embedded_defaults(tmp_path):
+    s = Settings.from_env({})
+    assert (s.kafka_bootstrap, s.topics, s.topic_partitions, s.broker, s.kafka_source, s.lake_engine) == (
+        "127.0.0.1:9092", ("orders.events", "payments.events"), 3, "embedded", "python", "delta-rs")
+    assert Settings.from_env(s.to_env()) == s
+    custom = Settings.from_env({"LAKEHOUSE_URI": str(tmp_path / "lh"), "TOPIC_PARTITIONS": "6",
+                                "KAFKA_BOOTSTRAP": "k1:9092,k2:9092"})
+    assert custom.table_uri("silver", "orders_clean") == f"{tmp_path}/lh/silver/orders_clean"
+    assert (custom.topic_partitions, custom.kafka_bootstrap) == (6, "k1:9092,k2:9092")
+
+
+@pytest.mark.parametrize("name,value,allowed", BAD)
+def test_bad_value_is_one_line_naming_the_variable(name, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({name: value})
+    message = str(err.value)
+    assert message.startswith(f"{name}=") and allowed in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name,value,allowed", [BAD[0], BAD[1], BAD[2], BAD[4]])
+def test_bad_value_through_the_cli_exits_2_without_traceback(name, value, allowed, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TOPIC_", "LAKE"))}
+    env.update({name: value, "ECOMLAKE_RUN_DIR": str(tmp_path)})
+    proc = subprocess.run([ECOMLAKE, "generate", "--events", "1"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ecomlake generate: error: {name}=") and allowed in lines[0]
