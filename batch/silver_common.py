@@ -56,6 +56,11 @@ QUARANTINE_DDL = (
 LINEAGE = ("topic", "partition", "offset", "kafka_timestamp", "ingest_ts")
 RAW_COLUMNS = ("topic", "partition", "offset", "raw_key", "raw_value", "raw_value_b64", "kafka_timestamp")
 QUARANTINE_KEYS = ("topic", "partition", "offset")
+# Merge predicate of event tables: a stored event is replaced only by an earlier copy of itself.
+EARLIER_COPY = (
+    "source.`partition` < target.`partition` OR "
+    "(source.`partition` = target.`partition` AND source.`offset` < target.`offset`)"
+)
 
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 
@@ -165,12 +170,6 @@ def dedupe(events: DataFrame) -> DataFrame:
     return events.withColumn("_copy", F.row_number().over(first)).filter("_copy = 1").drop("_copy")
 
 
-EARLIER_COPY = (
-    "source.`partition` < target.`partition` OR "
-    "(source.`partition` = target.`partition` AND source.`offset` < target.`offset`)"
-)
-
-
 def new_or_earlier(events: DataFrame, stored: DataFrame) -> DataFrame:
     """Deduplicated events that are not stored yet, or are an earlier copy (by partition, offset) of a stored
     event: what an insert-mostly merge into an event table must write."""
@@ -212,7 +211,7 @@ def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: s
     returns the rows written."""
     unique = dedupe(events).persist()
     if lake.exists(uri):
-        stored = lake.read(uri).join(unique.select("event_id"), "event_id", "left_semi")
+        stored = lake.read(uri).join(F.broadcast(unique.select("event_id")), "event_id", "left_semi")
     else:
         stored = unique.limit(0)
     stored = stored.select("event_id", "partition", "offset").persist()
@@ -320,8 +319,10 @@ class JobStats:
     def summary(self) -> str:
         if self.note:
             return f"silver {self.job}: {self.note} ({self.seconds:.1f} s)"
-        span = self.span or f"bronze v{'0' if self.source_from is None else self.source_from + 1}..v{self.source_to}"
+        if self.span:
+            return f"silver {self.job}: {self.read} {self.span}, wrote {self.written} rows in {self.seconds:.1f} s"
+        first = 0 if self.source_from is None else self.source_from + 1
         return (
-            f"silver {self.job}: read {self.read} rows ({span}), wrote {self.written}, "
+            f"silver {self.job}: read {self.read} rows (bronze v{first}..v{self.source_to}), wrote {self.written}, "
             f"quarantined {self.quarantined}, duplicates removed {self.duplicates} in {self.seconds:.1f} s"
         )

@@ -133,8 +133,11 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
     keys = touched[0] if len(touched) == 1 else touched[0].unionByName(touched[1])
     keys = keys.distinct().persist()
     try:
-        of = lambda uri, version=None: lake.read(uri, version).join(keys, "order_id", "left_semi")  # noqa: E731
-        payments = common.empty(spark, common.PAYMENTS_CLEAN_DDL) if payments_v is None else of(payments_uri, payments_v)
+        of = lambda uri, version=None: lake.read(uri, version).join(F.broadcast(keys), "order_id", "left_semi")  # noqa: E731
+        if payments_v is None:
+            payments = common.empty(spark, common.PAYMENTS_CLEAN_DDL)
+        else:
+            payments = of(payments_uri, payments_v)
         if lake.exists(enriched_uri):
             existing = of(enriched_uri)
         else:

@@ -130,9 +130,9 @@ def write_clean(
     touched = events.select("order_id").distinct()
     history = events
     if lake.exists(events_uri):
-        history = lake.read(events_uri).join(touched, "order_id", "left_semi").unionByName(events)
+        history = lake.read(events_uri).join(F.broadcast(touched), "order_id", "left_semi").unionByName(events)
     if lake.exists(uri):
-        stored = lake.read(uri).join(touched, "order_id", "left_semi")
+        stored = lake.read(uri).join(F.broadcast(touched), "order_id", "left_semi")
     else:
         stored = common.empty(batch.classified.sparkSession, common.ORDERS_CLEAN_DDL)
     rows = common.changed_only(fold(common.dedupe(history)), stored, ["order_id"], CLEAN_COLUMNS).persist()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ecomlake import broker, contract
+from ecomlake.arguments import positive_float
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings, load
 
@@ -373,22 +374,19 @@ def print_summary(settings: Settings, summary: dict) -> None:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="ecomlake demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=_env_number("DEMO_SECONDS", 120),
+    parser.add_argument("--seconds", type=positive_float, default=_env_number("DEMO_SECONDS", 120),
                         help="how long the generator publishes (env DEMO_SECONDS, default %(default)s)")
-    parser.add_argument("--rate", type=float, default=_env_number("DEMO_RATE", 200),
+    parser.add_argument("--rate", type=positive_float, default=_env_number("DEMO_RATE", 200),
                         help="events per second (env DEMO_RATE, default %(default)s)")
     from generator.scenarios import SCENARIOS
 
     parser.add_argument("--scenario", choices=tuple(SCENARIOS), default=os.environ.get("DEMO_SCENARIO", "late_and_duplicates"))
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--interval", type=float, default=_env_number("DEMO_INTERVAL", 10),
+    parser.add_argument("--interval", type=positive_float, default=_env_number("DEMO_INTERVAL", 10),
                         help="seconds between silver + gold runs (default %(default)s)")
-    parser.add_argument("--trigger", type=float, default=1.0, help="bronze micro-batch trigger in seconds")
+    parser.add_argument("--trigger", type=positive_float, default=1.0, help="bronze micro-batch trigger in seconds")
     parser.add_argument("--no-live", action="store_true", help="no live status view (for logs and CI)")
     args = parser.parse_args(argv)
-    for name in ("seconds", "rate", "interval", "trigger"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive")
     settings = load()
     summary = run_demo(settings, seconds=args.seconds, rate=args.rate, scenario=args.scenario, seed=args.seed,
                        interval=args.interval, trigger=args.trigger, live=not args.no_live)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ecomlake.arguments import non_negative_int
 from ecomlake import contract
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings
@@ -238,14 +239,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if result.success else 1
 
 
-def _minutes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of minutes") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("minutes must be 0 or more")
-    return value
 
 
 def freshness_main(argv: Sequence[str] | None = None) -> int:
@@ -253,9 +246,9 @@ def freshness_main(argv: Sequence[str] | None = None) -> int:
         prog="ecomlake freshness",
         description="dbt source freshness of the silver tables; exit 0 when fresh or only warned, 1 on ERROR.",
     )
-    parser.add_argument("--warn-after", type=_minutes, metavar="MINUTES",
+    parser.add_argument("--warn-after", type=non_negative_int, metavar="MINUTES",
                         help="warn when the newest row is older than this (default: dbt var, 15)")
-    parser.add_argument("--error-after", type=_minutes, metavar="MINUTES",
+    parser.add_argument("--error-after", type=non_negative_int, metavar="MINUTES",
                         help="error when the newest row is older than this (default: dbt var, 60)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()

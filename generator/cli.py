@@ -7,6 +7,7 @@ import secrets
 import sys
 from typing import Sequence
 
+from ecomlake.arguments import non_negative_float, positive_float, positive_int
 from ecomlake.settings import load
 from generator.events import parse_start
 from generator.scenarios import SCENARIOS
@@ -14,31 +15,10 @@ from generator.scenarios import SCENARIOS
 DEFAULT_EVENTS = 10_000
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
-    return value
 
 
-def _positive(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def _start(text: str) -> str:
@@ -57,10 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="scenarios: " + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS.values()),
     )
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--events", type=_positive_int, metavar="N",
+    amount.add_argument("--events", type=positive_int, metavar="N",
                         help=f"publish N events in total, all kinds included (default {DEFAULT_EVENTS})")
-    amount.add_argument("--duration", type=_positive, metavar="S", help="publish for S seconds of wall-clock time")
-    parser.add_argument("--rate", type=_non_negative, default=0.0, metavar="R",
+    amount.add_argument("--duration", type=positive_float, metavar="S", help="publish for S seconds of wall-clock time")
+    parser.add_argument("--rate", type=non_negative_float, default=0.0, metavar="R",
                         help="events per second (default 0: as fast as the broker takes them)")
     parser.add_argument("--scenario", choices=tuple(SCENARIOS), default="steady", help="default %(default)s")
     parser.add_argument("--seed", type=int, default=None, metavar="K", help="RNG seed (default: random, recorded in the manifest)")

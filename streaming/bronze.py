@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
+from ecomlake.arguments import positive_float, positive_int
 from ecomlake import contract
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings, load
@@ -196,7 +197,7 @@ class LagMonitor:
 
     def earliest(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         with self.lock:
-            return self.view.earliest(tps)
+            return self.view.earliest(tps) if self.view is not None else {}
 
     def close(self) -> None:
         with self.lock:
@@ -381,24 +382,8 @@ def _raise_failure(query: "StreamingQuery", bronze: BronzeTable) -> None:
 
 
 # --- command line ----------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -411,11 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--available-now", action="store_true",
                       help="process everything in the topics now, then stop")
-    mode.add_argument("--trigger", type=_positive_float, metavar="SECONDS", default=DEFAULT_TRIGGER_S,
+    mode.add_argument("--trigger", type=positive_float, metavar="SECONDS", default=DEFAULT_TRIGGER_S,
                       help=f"run until stopped, one micro-batch every SECONDS (default {DEFAULT_TRIGGER_S:g})")
-    parser.add_argument("--max-offsets-per-trigger", type=_positive_int, metavar="N",
+    parser.add_argument("--max-offsets-per-trigger", type=positive_int, metavar="N",
                         help="at most N records per micro-batch and topic (default: no limit)")
-    parser.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS",
+    parser.add_argument("--connect-timeout", type=positive_float, metavar="SECONDS",
                         default=DEFAULT_CONNECT_TIMEOUT_S,
                         help=f"how long to retry an unreachable broker at start (default {DEFAULT_CONNECT_TIMEOUT_S:g})")
     return parser

@@ -44,8 +44,10 @@ def test_generator_to_silver_reconciles_with_the_reference(settings, spark):
     from streaming.bronze import run_available_now
 
     start = datetime.now(timezone.utc) - timedelta(minutes=10)
-    messy = list(generate_records("late_and_duplicates", seed=11, start=start, rate=20, topics=settings.topics, count=260))
-    dirty = list(generate_records("dirty", seed=12, start=start, rate=20, topics=settings.topics, count=140))
+    records = lambda scenario, seed, count: list(  # noqa: E731
+        generate_records(scenario, seed=seed, start=start, rate=20, topics=settings.topics, count=count)
+    )
+    messy, dirty = records("late_and_duplicates", 11, 260), records("dirty", 12, 140)
     parts = [messy[:160], messy[160:] + dirty]
     ensure_topics(settings)
     lake = get_engine(spark, settings)
@@ -82,8 +84,11 @@ def test_generator_to_silver_reconciles_with_the_reference(settings, spark):
     assert len(model.payments) == model.valid_unique[payments_topic]
     assert model.duplicates[orders_topic] and model.duplicates[payments_topic] and len(model.quarantine) > 10
 
-    assert {oid: (r["event_id"], r["status"], r["total_amount"], r["order_ts"].timestamp()) for oid, r in orders_clean.items()} == {
-        oid: (o.event_id, o.status, o.total_amount, o.order_ts.timestamp()) for oid, o in model.orders.items()
+    assert {
+        oid: (r["event_id"], r["status"], r["total_amount"], r["order_ts"].timestamp(), r["offset"])
+        for oid, r in orders_clean.items()
+    } == {
+        oid: (o.event_id, o.status, o.total_amount, o.order_ts.timestamp(), o.offset) for oid, o in model.orders.items()
     }
     enriched = {r["order_id"]: r for r in table(SILVER_SCHEMA, "order_payments_enriched").collect()}
     ts = lambda t: None if t is None else t.timestamp()  # noqa: E731

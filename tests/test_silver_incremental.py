@@ -79,7 +79,8 @@ def append_bronze(spark, lake, settings: Settings, batch: dict, batch_id: int) -
         ("orders", BRONZE_ORDERS, settings.topic_order_events),
         ("payments", BRONZE_PAYMENTS, settings.topic_payment_events),
     ):
-        lake.append_batch(bronze_df(spark, topic, batch[kind]), uri(settings, BRONZE_SCHEMA, table), "test-bronze", batch_id)
+        df = bronze_df(spark, topic, batch[kind])
+        lake.append_batch(df, uri(settings, BRONZE_SCHEMA, table), "test-bronze", batch_id)
 
 
 def versions(lake, settings: Settings) -> dict[str, int | None]:
@@ -144,8 +145,8 @@ def test_first_run_builds_every_table(clean):
         ("bronze_raw.payments_raw", 10, "wrong_type:amount_cents"),
     ]
     run1 = clean["run1"]
-    assert (run1["orders"]["read"], run1["orders"]["valid"], run1["orders"]["duplicates"], run1["orders"]["quarantined"]) == (7, 4, 1, 2)
-    assert (run1["payments"]["read"], run1["payments"]["valid"], run1["payments"]["quarantined"]) == (7, 6, 1)
+    figures = lambda job: tuple(run1[job][k] for k in ("read", "valid", "duplicates", "quarantined"))  # noqa: E731
+    assert figures("orders") == (7, 4, 1, 2) and figures("payments") == (7, 6, 0, 1)
     assert clean["enriched1"]["o1"]["fully_paid"] is True and "o9" not in clean["enriched1"]
     for table in (SILVER_ORDERS, SILVER_ORDER_EVENTS, SILVER_PAYMENTS):
         assert DeltaTable(uri(settings, SILVER_SCHEMA, table)).metadata().partition_columns == ["event_date"]
@@ -231,7 +232,7 @@ def test_each_job_runs_alone(spark, tmp_path_factory):
 
 
 def test_maintain_between_runs_keeps_silver_exact(spark, tmp_path_factory, clean):
-    settings = dataclasses.replace(clean["settings"], lakehouse_uri=str(tmp_path_factory.mktemp("maintain") / "lakehouse"))
+    settings = dataclasses.replace(clean["settings"], lakehouse_uri=str(tmp_path_factory.mktemp("maint") / "lakehouse"))
     lake = get_engine(spark, settings)
     append_bronze(spark, lake, settings, BATCH_1, 0)
     run_silver(spark, settings)
@@ -245,7 +246,8 @@ def test_maintain_between_runs_keeps_silver_exact(spark, tmp_path_factory, clean
     )
     assert behind == (12, "silver has not read v1+ yet")  # 10 h and some seconds, rounded up, plus 1 h
     results = {r["table"]: r for r in maintain.run_maintain(spark, settings, retention_hours=1)}
-    assert results["bronze_raw.orders_raw"]["files_removed"] == 3 and results["bronze_raw.orders_raw"]["files_added"] == 1
+    bronze = results["bronze_raw.orders_raw"]
+    assert (bronze["files_removed"], bronze["files_added"]) == (3, 1)
     assert results["silver.order_payments_enriched"]["files_deleted"] == 0
     # The compaction removed the files of bronze v1 and v2 from the current version: silver still reads exactly them.
     run = run_silver(spark, settings)

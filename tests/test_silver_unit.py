@@ -75,7 +75,8 @@ ORDER_CASES = [
     (order("t", items=[{"sku": "a", "qty": 1, "unit_price": True}]), "wrong_type:items"),
     (order("v", event_type="order_shipped"), "invalid_value:event_type"),
     (order("v", items=[]), "invalid_value:items"),
-    (order("v", items=[{"sku": "a", "qty": 1, "unit_price": 1}, {"sku": "b", "qty": 0, "unit_price": 1}]), "invalid_value:items"),
+    (order("v", items=[{"sku": "a", "qty": 1, "unit_price": 1}, {"sku": "b", "qty": 0, "unit_price": 1}]),
+     "invalid_value:items"),
     (order("v", items=[{"sku": "a", "qty": 3000000000, "unit_price": 1}]), "invalid_value:items"),
     (order("v", items=[{"sku": "a", "qty": 1, "unit_price": -0.01}]), "invalid_value:items"),
     (order("v", currency="JPY"), "invalid_value:currency"),
@@ -103,7 +104,7 @@ def test_every_order_quarantine_reason(spark):
 
 def test_valid_orders_are_typed_and_extra_fields_tolerated(spark):
     events = [
-        order("o1", total_amount=20.5, coupon="XMAS", items=[{"sku": "a", "qty": 2, "unit_price": 10.25, "gift": True}]),
+        order("o1", coupon="XMAS", items=[{"sku": "a", "qty": 2, "unit_price": 10.25, "gift": True}]),
         order("o2", event_ts="2026-11-21T12:00:00+02:00", total_amount=0, currency="GBP"),
         order("o3", event_type="order_cancelled", total_amount=19.999),
     ]
@@ -121,7 +122,7 @@ def test_valid_orders_are_typed_and_extra_fields_tolerated(spark):
 # --- payments: validation -------------------------------------------------------------------------------------
 PAYMENT_CASES = [
     ("{oops", "malformed_json"),
-    *[(without(payment("m", 100), name), f"missing_field:{name}") for name in silver_payments.PAYMENT_REQUIRED if name != "event_id"],
+    *[(without(payment("m", 100), name), f"missing_field:{name}") for name in silver_payments.PAYMENT_REQUIRED[1:]],
     (payment("n", 100, method=None), "missing_field:method"),
     (payment("t", 100, event_id=123), "wrong_type:event_id"),
     (payment("t", 100, payment_id=9), "wrong_type:payment_id"),
@@ -216,7 +217,8 @@ def test_late_created_event_sets_order_ts_and_redeliveries_change_nothing(spark)
         Msg(order("o4", "order_cancelled", at=T0 - timedelta(minutes=1), event_id="o4-older"), offset=11),
     ]
     after = silver_orders.fold(order_events(spark, first + later))
-    rows = {r["order_id"]: r for r in common.changed_only(after, stored, ["order_id"], silver_orders.CLEAN_COLUMNS).collect()}
+    changed = common.changed_only(after, stored, ["order_id"], silver_orders.CLEAN_COLUMNS)
+    rows = {r["order_id"]: r for r in changed.collect()}
     assert set(rows) == {"o1", "o3", "o4"}
     assert rows["o1"]["status"] == "cancelled" and rows["o1"]["offset"] == 1
     assert rows["o1"]["order_ts"].timestamp() == T0.timestamp()
@@ -312,5 +314,6 @@ def test_validation_never_crashes_on_hostile_payloads(spark, job):
     hostile = ['{"a": ' * 600 + "1" + "}" * 600, "\x00\x01", "{" + '"k":1,' * 2000 + '"z":2}', "1e999999", "[]" * 3]
     valid, rejected = job.validate(bronze_df(spark, "t", numbered(hostile)))
     assert valid.count() == 0
-    assert set(reasons_by_offset(rejected).values()) <= {"malformed_json"} | {f"missing_field:{n}" for n in ("event_id", "event_type", "payment_id")}
+    allowed = {"malformed_json", "missing_field:event_id", "missing_field:payment_id"}
+    assert set(reasons_by_offset(rejected).values()) <= allowed
     assert rejected.count() == len(hostile)

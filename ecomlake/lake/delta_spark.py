@@ -94,7 +94,8 @@ class DeltaSparkEngine(LakeEngine):
                 .whenNotMatchedInsertAll()
                 .execute()
             )
-        if not idempotent or (self.txn_version(uri, app_id) or -1) >= txn_version:
+        recorded = self.txn_version(uri, app_id) if idempotent else None
+        if not idempotent or (recorded is not None and recorded >= txn_version):
             return table.history(1).select("version").first()[0] > before
         # A merge that changes no row may not commit: record the consumed batch with an empty append.
         (
