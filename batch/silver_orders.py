@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Sequence
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch import silver_common as common
@@ -104,16 +104,16 @@ def validate(bronze: DataFrame) -> tuple[DataFrame, DataFrame]:
 def fold(history: DataFrame) -> DataFrame:
     """orders_clean rows from each order's distinct valid events: the latest by (event_ts, offset) (a cancel event
     thus updates the status), order_ts = its order_created event time, or its earliest event time if none."""
-    newest_first = Window.partitionBy("order_id").orderBy(
-        F.col("event_ts").desc(), F.col("offset").desc(), F.col("partition").desc()
-    )
-    times = history.groupBy("order_id").agg(
+    event_columns = [c for c in CLEAN_COLUMNS if c not in ("order_ts", "event_date")]
+    per_order = history.groupBy("order_id").agg(
+        F.max_by(F.struct(*event_columns), F.struct("event_ts", "offset", "partition")).alias("latest"),
         F.coalesce(
             F.min(F.when(F.col("event_type") == "order_created", F.col("event_ts"))), F.min("event_ts")
-        ).alias("order_ts")
+        ).alias("order_ts"),
     )
-    latest = history.withColumn("_rank", F.row_number().over(newest_first)).filter("_rank = 1")
-    return latest.join(times, "order_id").withColumn("event_date", F.to_date("event_ts")).select(*CLEAN_COLUMNS)
+    return per_order.select("latest.*", "order_ts").withColumn("event_date", F.to_date("event_ts")).select(
+        *CLEAN_COLUMNS
+    )
 
 
 def with_event_date(events: DataFrame) -> DataFrame:

@@ -113,6 +113,7 @@ class DemoState:
     silver_s: float = 0.0
     gold_s: float = 0.0
     gold_status: str = "-"
+    cycle_seconds: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     latest_minute: tuple | None = None
     latency: LatencyProbe = field(default_factory=LatencyProbe)
@@ -211,6 +212,7 @@ def _cycle(spark, settings: Settings, state: DemoState) -> None:
     elif gold["status"] == "failed":
         raise EcomlakeError(f"gold build failed: {'; '.join(gold['errors'][:3])}")
     state.cycles += 1
+    state.cycle_seconds.append({"silver_s": round(state.silver_s, 2), "gold_s": round(state.gold_s, 2)})
 
 
 class _Scheduler(threading.Thread):
@@ -325,6 +327,7 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
         "events_produced": state.produced,
         "counts": state.counts,
         "cycles": state.cycles,
+        "cycle_seconds": state.cycle_seconds,
         "latency": state.latency.figures(),
         "dashboard": dashboard,
     }
@@ -387,6 +390,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--trigger", type=positive_float, default=1.0, help="bronze micro-batch trigger in seconds")
     parser.add_argument("--no-live", action="store_true", help="no live status view (for logs and CI)")
     args = parser.parse_args(argv)
+    if args.scenario not in SCENARIOS:
+        parser.error(f"DEMO_SCENARIO={args.scenario!r} is not a scenario; use one of: {', '.join(SCENARIOS)}")
     settings = load()
     summary = run_demo(settings, seconds=args.seconds, rate=args.rate, scenario=args.scenario, seed=args.seed,
                        interval=args.interval, trigger=args.trigger, live=not args.no_live)

@@ -27,6 +27,7 @@ LAKE_TABLES: dict[str, tuple[str, ...]] = {
     contract.BRONZE_SCHEMA: (contract.BRONZE_ORDERS, contract.BRONZE_PAYMENTS),
     contract.SILVER_SCHEMA: (
         contract.SILVER_ORDERS,
+        contract.SILVER_ORDER_EVENTS,
         contract.SILVER_PAYMENTS,
         contract.SILVER_ENRICHED,
         contract.SILVER_QUARANTINE,

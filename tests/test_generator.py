@@ -19,7 +19,7 @@ import pytest
 import reference
 from conftest import cli_env, free_port
 from generator import SCENARIOS, generate, generate_records
-from kafka_read import by_topic, read_topics
+from kafka_io import by_topic, read_topics
 
 START = "2026-11-21T10:00:00Z"
 ECOMLAKE = str(Path(sys.executable).parent / "ecomlake")

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 import reference
+from kafka_io import publish
 from ecomlake import gold
 
 pytestmark = pytest.mark.slow
@@ -21,18 +22,6 @@ pytestmark = pytest.mark.slow
 EVENTS = 1500
 SPLIT = 900
 CENT = Decimal("0.01")
-
-
-def publish(settings, records) -> None:
-    from confluent_kafka import Producer
-
-    from generator.publish import producer_config
-
-    producer = Producer(producer_config(settings))
-    for r in records:
-        producer.produce(r.topic, key=r.key, value=r.value)
-        producer.poll(0)
-    assert producer.flush(30) == 0
 
 
 def gold_minutes(settings) -> dict[datetime, tuple[Decimal, int]]:

@@ -15,24 +15,12 @@ import pytest
 
 import reference
 from conftest import cli_env
-from kafka_read import read_topics
+from kafka_io import publish, read_topics
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 JOB_FIGURES = ("read", "valid", "duplicates", "quarantined")
-
-
-def publish(settings, records) -> None:
-    from confluent_kafka import Producer
-
-    from generator.publish import producer_config
-
-    producer = Producer(producer_config(settings))
-    for r in records:
-        producer.produce(r.topic, key=r.key, value=r.value)
-        producer.poll(0)
-    assert producer.flush(30) == 0
 
 
 def test_generator_to_silver_reconciles_with_the_reference(settings, spark):

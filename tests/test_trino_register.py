@@ -125,8 +125,8 @@ def test_creates_schemas_at_their_lake_locations_and_registers_written_tables(tr
                                      "silver": f"{LAKE}/silver", "gold": f"{LAKE}/gold"}
     assert trino_standin.tables == {(s, t): lake_path(s, t) for s, t in written}
     assert sorted(report.registered) == sorted(f"{s}.{t}" for s, t in written)
-    assert sorted(report.not_written_yet) == [f"silver.{contract.SILVER_ORDERS}", f"silver.{contract.SILVER_PAYMENTS}",
-                                              f"silver.{contract.SILVER_QUARANTINE}"]
+    assert sorted(report.not_written_yet) == sorted(f"silver.{t}" for t in (
+        contract.SILVER_ORDERS, contract.SILVER_ORDER_EVENTS, contract.SILVER_PAYMENTS, contract.SILVER_QUARANTINE))
     assert trino_standin.users == {"ecomlake"}
 
 

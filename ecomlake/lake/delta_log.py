@@ -135,7 +135,7 @@ def read_files(spark: "SparkSession", table_uri: str, schema: "StructType", part
     """The rows of the given data files as a DataFrame with exactly `schema`. Partition values come from the
     log (not from directory names), so any value round-trips with its Delta type."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
+    from pyspark.sql.types import StringType, StructType
 
     partition_columns = list(partition_columns)
     if not adds:
@@ -144,17 +144,16 @@ def read_files(spark: "SparkSession", table_uri: str, schema: "StructType", part
     paths = [file_uri(table_uri, a["path"]) for a in adds]
     df = spark.read.schema(data_schema).parquet(*paths)
     if partition_columns:
-        parts_schema = StructType(
-            [StructField("_ecomlake_file", StringType())] + [StructField(c, StringType()) for c in partition_columns]
-        )
-        parts = spark.createDataFrame(
-            [(posixpath.basename(p), *[a.get("partitionValues", {}).get(c) for c in partition_columns])
-             for p, a in zip(paths, adds)],
-            parts_schema,
-        )
-        df = df.withColumn("_ecomlake_file", F.col("_metadata.file_name")).join(
-            F.broadcast(parts), "_ecomlake_file"
-        )
+        # A literal file name -> value map per partition column: no join (and no broadcast job) per read.
+        names = [posixpath.basename(p) for p in paths]
+        file_name = F.col("_metadata.file_name")
+        df = df.select("*", *[
+            F.create_map(*[
+                item for name, a in zip(names, adds)
+                for item in (F.lit(name), F.lit(a.get("partitionValues", {}).get(c)).cast(StringType()))
+            ])[file_name].alias(c)
+            for c in partition_columns
+        ])
     return df.select(*[
         F.col(f.name).cast(f.dataType).alias(f.name) if f.name in partition_columns else F.col(f.name)
         for f in schema.fields

@@ -1,4 +1,5 @@
-"""Read topics back in tests: partitions assigned explicitly (no consumer-group join, slow on Tansu), read until
+"""Kafka I/O for tests. `publish` sends generator records as the generator's producer would; `read_topics` reads
+topics back: partitions assigned explicitly (no consumer-group join, slow on Tansu), read until
 the expected count or a timeout, never stopping at the reported high watermark (Tansu's quirk, see design.md)."""
 
 from __future__ import annotations
@@ -52,3 +53,16 @@ def by_topic(messages: list[Message]) -> dict[str, list[Message]]:
     for msgs in out.values():
         msgs.sort(key=lambda m: (m.partition, m.offset))
     return out
+
+
+def publish(settings, records) -> None:
+    """Send generator records with the stack's producer settings; fails unless every record is confirmed."""
+    from confluent_kafka import Producer
+
+    from generator.publish import producer_config
+
+    producer = Producer(producer_config(settings))
+    for r in records:
+        producer.produce(r.topic, key=r.key, value=r.value)
+        producer.poll(0)
+    assert producer.flush(30) == 0
