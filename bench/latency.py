@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 from ecomlake.demo import run_demo
-
-RATE = float(os.environ.get("BENCH_LATENCY_RATE", "1000"))
-SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "90"))
+from ecomlake.settings import positive_number
 
 
 def run(settings, quick: bool = False) -> dict:
-    rate, seconds = (50.0, 15.0) if quick else (RATE, SECONDS)
+    if quick:
+        rate, seconds = 50.0, 15.0
+    else:
+        rate, seconds = positive_number("BENCH_LATENCY_RATE", 1000.0), positive_number("BENCH_LATENCY_SECONDS", 90.0)
     summary = run_demo(settings, seconds=seconds, rate=rate, scenario="steady", interval=2.0 if quick else 5.0,
                        trigger=1.0, live=False)
     return {

@@ -27,7 +27,7 @@ from typing import Sequence
 from ecomlake import broker, contract
 from ecomlake.arguments import positive_float
 from ecomlake.errors import EcomlakeError
-from ecomlake.settings import Settings, load
+from ecomlake.settings import Settings, load, positive_number
 
 TOP_QUERIES = {
     "GMV per minute, last 60 minutes": "select minute_bucket, gmv, paid_orders from gold.vw_sales_last_60min order by minute_bucket desc limit 5",
@@ -35,18 +35,6 @@ TOP_QUERIES = {
     "Total GMV and paid orders": "select sum(gmv) as gmv_usd, sum(paid_orders) as paid_orders, count(*) as minutes from gold.fct_sales_minute",
 }
 
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise EcomlakeError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise EcomlakeError(f"{name}={raw!r} must be positive")
-    return value
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -377,15 +365,15 @@ def print_summary(settings: Settings, summary: dict) -> None:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="ecomlake demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=positive_float, default=_env_number("DEMO_SECONDS", 120),
+    parser.add_argument("--seconds", type=positive_float, default=positive_number("DEMO_SECONDS", 120),
                         help="how long the generator publishes (env DEMO_SECONDS, default %(default)s)")
-    parser.add_argument("--rate", type=positive_float, default=_env_number("DEMO_RATE", 200),
+    parser.add_argument("--rate", type=positive_float, default=positive_number("DEMO_RATE", 200),
                         help="events per second (env DEMO_RATE, default %(default)s)")
     from generator.scenarios import SCENARIOS
 
     parser.add_argument("--scenario", choices=tuple(SCENARIOS), default=os.environ.get("DEMO_SCENARIO", "late_and_duplicates"))
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--interval", type=positive_float, default=_env_number("DEMO_INTERVAL", 10),
+    parser.add_argument("--interval", type=positive_float, default=positive_number("DEMO_INTERVAL", 10),
                         help="seconds between silver + gold runs (default %(default)s)")
     parser.add_argument("--trigger", type=positive_float, default=1.0, help="bronze micro-batch trigger in seconds")
     parser.add_argument("--no-live", action="store_true", help="no live status view (for logs and CI)")

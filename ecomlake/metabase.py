@@ -11,13 +11,13 @@ Written against Metabase v0.56 (docker-compose.yml pins the image).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-from ecomlake.errors import ConfigError, EcomlakeError
+from ecomlake.errors import EcomlakeError
+from ecomlake.settings import MetabaseConfig
 
 DATABASE_NAME = "ecomlake (Trino)"
 DASHBOARD_NAME = "ecomlake: live sales"
@@ -71,44 +71,6 @@ QUESTIONS: tuple[Question, ...] = (
     ),
 )
 
-
-@dataclass(frozen=True)
-class MetabaseConfig:
-    url: str = "http://localhost:3000"
-    public_url: str = "http://localhost:3000"
-    admin_email: str = "admin@ecomlake.local"
-    admin_password: str = "ecomlake-Metabase-1"
-    site_name: str = "ecomlake"
-    trino_host: str = "trino"
-    trino_port: int = 8080
-    trino_user: str = "metabase"
-    trino_catalog: str = "delta"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "MetabaseConfig":
-        env = os.environ if env is None else env
-        defaults = cls()
-
-        def get(name: str, default: str) -> str:
-            return env.get(name, "").strip() or default
-
-        url = get("MB_URL", defaults.url).rstrip("/")
-        port = get("MB_TRINO_PORT", str(defaults.trino_port))
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"MB_TRINO_PORT={port!r} is not a port number")
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"MB_URL={url!r} must start with http:// or https://")
-        return cls(
-            url=url,
-            public_url=get("MB_PUBLIC_URL", url).rstrip("/"),
-            admin_email=get("MB_ADMIN_EMAIL", defaults.admin_email),
-            admin_password=get("MB_ADMIN_PASSWORD", defaults.admin_password),
-            site_name=get("MB_SITE_NAME", defaults.site_name),
-            trino_host=get("MB_TRINO_HOST", defaults.trino_host),
-            trino_port=int(port),
-            trino_user=get("MB_TRINO_USER", defaults.trino_user),
-            trino_catalog=get("MB_TRINO_CATALOG", defaults.trino_catalog),
-        )
 
 
 class MetabaseClient:

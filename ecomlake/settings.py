@@ -38,6 +38,28 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip() or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name}={raw!r} is not a port number")
+    return int(raw)
+
+
+def positive_number(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
+    """A positive number from the environment (demo and benchmark knobs such as DEMO_RATE)."""
+    env = os.environ if env is None else env
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a positive number")
+    return value
+
+
 def _bootstrap(env: Mapping[str, str]) -> str:
     value = env.get("KAFKA_BOOTSTRAP", "").strip() or "127.0.0.1:9092"
     for server in value.split(","):
@@ -138,3 +160,62 @@ class Settings:
 
 def load() -> Settings:
     return Settings.from_env()
+
+
+@dataclass(frozen=True)
+class TrinoConfig:
+    """Where Trino answers (the cluster stack's table registration; dbt's trino profile reads the same names)."""
+
+    host: str = "localhost"
+    port: int = 8080
+    user: str = "ecomlake"
+    catalog: str = "delta"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "TrinoConfig":
+        env = os.environ if env is None else env
+        return cls(
+            host=env.get("TRINO_HOST", "").strip() or "localhost",
+            port=_port(env, "TRINO_PORT", 8080),
+            user=env.get("TRINO_USER", "").strip() or "ecomlake",
+            catalog=env.get("TRINO_CATALOG", "").strip() or "delta",
+        )
+
+
+@dataclass(frozen=True)
+class MetabaseConfig:
+    """Metabase's address and admin, and how Metabase reaches Trino (the cluster stack's provisioner)."""
+
+    url: str = "http://localhost:3000"
+    public_url: str = "http://localhost:3000"
+    admin_email: str = "admin@ecomlake.local"
+    admin_password: str = "ecomlake-Metabase-1"
+    site_name: str = "ecomlake"
+    trino_host: str = "trino"
+    trino_port: int = 8080
+    trino_user: str = "metabase"
+    trino_catalog: str = "delta"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "MetabaseConfig":
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def get(name: str, default: str) -> str:
+            return env.get(name, "").strip() or default
+
+        url = get("MB_URL", defaults.url).rstrip("/")
+        trino_port = _port(env, "MB_TRINO_PORT", defaults.trino_port)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"MB_URL={url!r} must start with http:// or https://")
+        return cls(
+            url=url,
+            public_url=get("MB_PUBLIC_URL", url).rstrip("/"),
+            admin_email=get("MB_ADMIN_EMAIL", defaults.admin_email),
+            admin_password=get("MB_ADMIN_PASSWORD", defaults.admin_password),
+            site_name=get("MB_SITE_NAME", defaults.site_name),
+            trino_host=get("MB_TRINO_HOST", defaults.trino_host),
+            trino_port=trino_port,
+            trino_user=get("MB_TRINO_USER", defaults.trino_user),
+            trino_catalog=get("MB_TRINO_CATALOG", defaults.trino_catalog),
+        )

@@ -12,15 +12,14 @@ Connection: TRINO_HOST, TRINO_PORT, TRINO_USER, TRINO_CATALOG, the variables the
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from ecomlake import contract
-from ecomlake.errors import ConfigError, EcomlakeError
-from ecomlake.settings import Settings, load
+from ecomlake.errors import EcomlakeError
+from ecomlake.settings import Settings, TrinoConfig, load
 
 # schema -> the Delta tables Spark writes there. Gold has none: dbt creates its tables through Trino.
 LAKE_TABLES: dict[str, tuple[str, ...]] = {
@@ -35,26 +34,6 @@ LAKE_TABLES: dict[str, tuple[str, ...]] = {
     contract.GOLD_SCHEMA: (),
 }
 
-
-@dataclass(frozen=True)
-class TrinoConfig:
-    host: str = "localhost"
-    port: int = 8080
-    user: str = "ecomlake"
-    catalog: str = "delta"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "TrinoConfig":
-        env = os.environ if env is None else env
-        raw_port = env.get("TRINO_PORT", "").strip() or "8080"
-        if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
-            raise ConfigError(f"TRINO_PORT={raw_port!r} is not a port number")
-        return cls(
-            host=env.get("TRINO_HOST", "").strip() or "localhost",
-            port=int(raw_port),
-            user=env.get("TRINO_USER", "").strip() or "ecomlake",
-            catalog=env.get("TRINO_CATALOG", "").strip() or "delta",
-        )
 
 
 @dataclass
