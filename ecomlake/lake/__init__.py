@@ -68,12 +68,30 @@ class LakeEngine(ABC):
     def read(self, uri: str, version: int | None = None) -> "DataFrame":
         """The table (at `version`, default latest) as a Spark DataFrame."""
 
-    @abstractmethod
     def changes_since(self, uri: str, version: int | None, until: int | None = None) -> "DataFrame":
         """Rows added to an append-only table after `version` (None: all rows) up to `until` (default: the latest
         version; silver pins it so state and data agree). Follows the commits' data-changing adds (like Delta's
         streaming source), so OPTIMIZE rewrites in between neither repeat nor lose rows. For a merged table the
-        result is a superset of the changed rows (whole rewritten files)."""
+        result is a superset of the changed rows (whole rewritten files). Engine-neutral: it reads the Delta log
+        and the added Parquet files, which is exact unless the table maps column names or has deletion vectors."""
+        from ecomlake.errors import EcomlakeError
+        from ecomlake.lake import delta_log
+
+        until = self.version(uri) if until is None else until
+        if until is None:
+            raise EcomlakeError(f"no Delta table at {uri}")
+        if version is None:
+            return self.read(uri, until)
+        meta = delta_log.table_metadata(uri, until)
+        if (meta.get("configuration") or {}).get("delta.columnMapping.mode", "none") != "none":
+            raise EcomlakeError(f"{uri} uses Delta column mapping, which reading its changes does not support")
+        adds = delta_log.added_files(uri, version, until) if version < until else []
+        if any(add.get("deletionVector") for add in adds):
+            raise EcomlakeError(f"{uri} has deletion vectors, which reading its changes does not support")
+        return delta_log.read_files(
+            self.spark, uri, delta_log.schema_from_json(meta["schemaString"]), meta.get("partitionColumns") or [],
+            adds,
+        )
 
     @abstractmethod
     def history(self, uri: str, limit: int | None = None) -> list[dict]:

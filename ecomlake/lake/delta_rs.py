@@ -62,22 +62,6 @@ class DeltaRsEngine(LakeEngine):
             table.metadata().partition_columns, adds,
         )
 
-    def changes_since(self, uri: str, version: int | None, until: int | None = None) -> "DataFrame":
-        from deltalake import DeltaTable
-
-        until = self.version(uri) if until is None else until
-        if until is None:
-            raise EcomlakeError(f"no Delta table at {uri}")
-        if version is None:
-            return self.read(uri, until)
-        table = DeltaTable(_rs_uri(uri), version=until)
-        _check_readable(table, uri)
-        adds = delta_log.added_files(uri, version, until) if version < until else []
-        return delta_log.read_files(
-            self.spark, uri, delta_log.schema_from_json(table.schema().to_json()),
-            table.metadata().partition_columns, adds,
-        )
-
     # --- silver: merge, history and maintenance ----------------------------------------------------
     def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None):
         from deltalake import DeltaTable, write_deltalake

@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from datetime import timezone
 from typing import TYPE_CHECKING, Sequence
 
-from ecomlake.errors import EcomlakeError
 from ecomlake.lake import LakeEngine, delta_log
 
 if TYPE_CHECKING:
@@ -52,19 +51,6 @@ class DeltaSparkEngine(LakeEngine):
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(uri)
-
-    def changes_since(self, uri: str, version: int | None, until: int | None = None) -> "DataFrame":
-        until = self.version(uri) if until is None else until
-        if until is None:
-            raise EcomlakeError(f"no Delta table at {uri}")
-        if version is None:
-            return self.read(uri, until)
-        meta = delta_log.table_metadata(uri, until)
-        adds = delta_log.added_files(uri, version, until) if version < until else []
-        return delta_log.read_files(
-            self.spark, uri, delta_log.schema_from_json(meta["schemaString"]), meta.get("partitionColumns") or [],
-            adds,
-        )
 
     # --- silver: merge, history and maintenance ----------------------------------------------------
     def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None):
