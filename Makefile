@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ECOM   := $(BIN)/ecomlake
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast demo bench broker-start broker-stop broker-status generate bronze silver \
+.PHONY: help install test test-fast demo bench jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
         gold dbt-test freshness dbt-docs maintain up down ps logs clean
 
 help:
@@ -14,6 +14,7 @@ help:
 	@echo "make test    - install everything and run the test suite"
 	@echo "make bench   - measure every stage, write bench/results.json"
 	@echo "make broker-start|broker-stop|generate|bronze|silver|gold|dbt-test|freshness|dbt-docs|maintain"
+	@echo "make jvm-parts - fetch the cluster stack's JVM parts with mvn (jars, Apache Kafka, Trino) into a cache"
 	@echo "make up|down|ps|logs - the cluster stack (docker compose)"
 
 $(STAMP): pyproject.toml
@@ -33,6 +34,13 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(ECOM) bench
+
+# The JVM parts (pinned in ecomlake/jvm/parts.py) into ECOMLAKE_JVM_CACHE; ONLY=spark|kafka|trino for one group.
+# Needs mvn; nothing on the embedded stack (make demo) does.
+ONLY ?=
+jvm-parts: $(STAMP)
+	$(BIN)/python -m ecomlake.jvm.parts $(if $(ONLY),--only $(ONLY))
+jars: jvm-parts
 
 broker-start: $(STAMP)
 	$(ECOM) broker start

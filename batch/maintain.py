@@ -15,19 +15,10 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from batch import silver_enrich, silver_orders, silver_payments
-from ecomlake.contract import (
-    BRONZE_ORDERS,
-    BRONZE_PAYMENTS,
-    BRONZE_SCHEMA,
-    SILVER_ENRICHED,
-    SILVER_ORDER_EVENTS,
-    SILVER_ORDERS,
-    SILVER_PAYMENTS,
-    SILVER_QUARANTINE,
-    SILVER_SCHEMA,
-)
+from batch.silver import enrich as silver_enrich, orders as silver_orders, payments as silver_payments
 from ecomlake.errors import EcomlakeError
+from ecomlake import tables
+from ecomlake.tables import LAKE_TABLES
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -37,37 +28,27 @@ if TYPE_CHECKING:
 
 DEFAULT_RETENTION_HOURS = 168
 MIN_RETENTION_HOURS = 1
-TABLES = (
-    (BRONZE_SCHEMA, BRONZE_ORDERS),
-    (BRONZE_SCHEMA, BRONZE_PAYMENTS),
-    (SILVER_SCHEMA, SILVER_ORDERS),
-    (SILVER_SCHEMA, SILVER_ORDER_EVENTS),
-    (SILVER_SCHEMA, SILVER_PAYMENTS),
-    (SILVER_SCHEMA, SILVER_ENRICHED),
-    (SILVER_SCHEMA, SILVER_QUARANTINE),
-)
 Decode = Callable[[int], "int | None"]
 
 
 def _readers(settings: "Settings") -> dict[str, list[tuple[str, str, Decode]]]:
     """table uri -> the silver targets that read it incrementally: (target uri, app id, consumed version of it)."""
-    t = settings.table_uri
+    uri = lambda table: table.uri(settings)  # noqa: E731
     same: Decode = lambda v: v  # noqa: E731
-    quarantine = t(SILVER_SCHEMA, SILVER_QUARANTINE)
-    enriched = t(SILVER_SCHEMA, SILVER_ENRICHED)
+    quarantine, enriched = uri(tables.QUARANTINE), uri(tables.ORDER_PAYMENTS_ENRICHED)
     return {
-        t(BRONZE_SCHEMA, BRONZE_ORDERS): [
-            (t(SILVER_SCHEMA, target), silver_orders.APP_ID, same)
-            for target in (SILVER_ORDERS, SILVER_ORDER_EVENTS, SILVER_QUARANTINE)
+        uri(tables.ORDERS_RAW): [
+            (uri(target), silver_orders.APP_ID, same)
+            for target in (tables.ORDERS_CLEAN, tables.ORDER_EVENTS, tables.QUARANTINE)
         ],
-        t(BRONZE_SCHEMA, BRONZE_PAYMENTS): [
-            (t(SILVER_SCHEMA, SILVER_PAYMENTS), silver_payments.APP_ID, same),
+        uri(tables.PAYMENTS_RAW): [
+            (uri(tables.PAYMENTS_CLEAN), silver_payments.APP_ID, same),
             (quarantine, silver_payments.APP_ID, same),
         ],
-        t(SILVER_SCHEMA, SILVER_ORDER_EVENTS): [
+        uri(tables.ORDER_EVENTS): [
             (enriched, silver_enrich.APP_ID, lambda v: silver_enrich.unpack_versions(v)[0]),
         ],
-        t(SILVER_SCHEMA, SILVER_PAYMENTS): [
+        uri(tables.PAYMENTS_CLEAN): [
             (enriched, silver_enrich.APP_ID, lambda v: silver_enrich.unpack_versions(v)[1]),
         ],
     }
@@ -118,8 +99,8 @@ def run_maintain(
     lake = lake or get_engine(spark, settings)
     readers = _readers(settings)
     results = []
-    for schema, table in TABLES:
-        name, uri, started = f"{schema}.{table}", settings.table_uri(schema, table), time.monotonic()
+    for table in LAKE_TABLES:
+        name, uri, started = table.qualified, table.uri(settings), time.monotonic()
         if not lake.exists(uri):
             result = {"table": name, "skipped": "no table yet"}
             line = f"{name}: no table yet, skipped"

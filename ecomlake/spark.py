@@ -9,11 +9,9 @@ from pathlib import Path
 
 from ecomlake.errors import EcomlakeError
 from ecomlake.java import ensure_java
-from ecomlake.settings import Settings
-
-SPARK_VERSION = "4.0.1"
-DELTA_VERSION = "4.0.1"
-SCALA = "2.13"
+from ecomlake.jvm.parts import DELTA_VERSION, SCALA, SPARK_VERSION, spark_jars_dir  # pinned there, once
+from ecomlake.pyfiles import project_zip
+from ecomlake.settings import Settings, SparkTuning, s3_endpoint, under_spark_submit
 
 # (setting, value) -> jar name prefixes that must be on the classpath, and the Maven coordinates that provide them.
 REQUIRED_JARS = {
@@ -66,26 +64,29 @@ def check_jars(settings: Settings) -> None:
         if missing:
             raise EcomlakeError(
                 f"{setting}={value} needs jars {', '.join(p + '*.jar' for p in missing)}: put them in "
-                f"SPARK_EXTRA_JARS (a directory or comma list) or set SPARK_PACKAGES={coords}"
+                f"SPARK_EXTRA_JARS (a directory or comma list; `make jvm-parts` fetches them into {spark_jars_dir()}) "
+                f"or set SPARK_PACKAGES={coords}"
             )
 
 
 def builder_config(settings: Settings) -> dict[str, str]:
+    tuning = SparkTuning.from_env()
     conf = {
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"),
+        "spark.sql.shuffle.partitions": str(tuning.shuffle_partitions),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
+        "spark.driver.memory": tuning.driver_memory,
         "spark.sql.adaptive.enabled": "true",
     }
-    if settings.spark_master.startswith("local"):
+    if settings.spark_master.startswith("local") or master_on_loopback(settings.spark_master):
+        # Executors of a cluster on this machine (ecomlake.jvm.spark_cluster) call the driver back on loopback.
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     log4j = Path(__file__).with_name("log4j2.properties")
-    if "SPARK_LOG4J_CONF" not in os.environ and log4j.exists():
+    if not tuning.log4j_conf and log4j.exists():
         conf["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile=file:{log4j}"
     jars = extra_jars(settings)
     if jars:
@@ -97,13 +98,28 @@ def builder_config(settings: Settings) -> dict[str, str]:
         conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     if settings.lakehouse_uri.startswith(("s3://", "s3a://")):
         conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
-        if os.environ.get("S3_ENDPOINT"):
-            conf["spark.hadoop.fs.s3a.endpoint"] = os.environ["S3_ENDPOINT"]
+        if s3_endpoint():
+            conf["spark.hadoop.fs.s3a.endpoint"] = s3_endpoint()
     return conf
 
 
+def master_on_loopback(master: str) -> bool:
+    """spark://127.0.0.1:7077 and the like: a cluster on this machine."""
+    hosts = master.split("://", 1)[-1].split(",")
+    return master.startswith("spark://") and all(h.rsplit(":", 1)[0] in ("127.0.0.1", "localhost") for h in hosts)
+
+
+def ships_project(settings: Settings) -> bool:
+    """A cluster master and no spark-submit (which takes --py-files itself): executors get the project's zip."""
+    return not settings.spark_master.startswith("local") and not under_spark_submit()
+
+
 def get_spark(settings: Settings, app_name: str = "ecomlake"):
-    """The process's Spark session (created once; later calls return the same session)."""
+    """The process's Spark session (created once; later calls return the same session).
+
+    On a cluster (client mode: this process is the driver) executors receive what the session names: the jars of
+    SPARK_EXTRA_JARS (spark.jars, served by the driver) and the project's Python packages as one zip
+    (spark.submit.pyFiles, see ecomlake.pyfiles). Their Python is PYSPARK_PYTHON, by default this interpreter."""
     check_jars(settings)
     ensure_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -113,10 +129,18 @@ def get_spark(settings: Settings, app_name: str = "ecomlake"):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit, which sets the master itself
+    if not under_spark_submit():
         builder = builder.master(settings.spark_master)
     for key, value in builder_config(settings).items():
         builder = builder.config(key, value)
+    shipped = None
+    if ships_project(settings):
+        shipped = project_zip(Path(settings.run_dir) / "pyfiles")
+        builder = builder.config("spark.submit.pyFiles", str(shipped))
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "ERROR"))
+    if shipped is not None:
+        # pyspark also puts the zip on this process's sys.path (at position 1, ahead of the installed project); the
+        # driver keeps importing the installed project, whose package data (dbt/, log4j2.properties) is beside it.
+        sys.path[:] = [p for p in sys.path if Path(p).name != shipped.name]
+    spark.sparkContext.setLogLevel(SparkTuning.from_env().log_level)
     return spark

@@ -31,8 +31,10 @@ from ecomlake.arguments import positive_float, positive_int
 from ecomlake import contract
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings, load
-from streaming import kafka_source
-from streaming.kafka_source import BrokerView, flatten
+from streaming import checkpoint_log
+from streaming.kafka_client import BrokerView
+from streaming.offsets import flatten, lost_data
+from streaming.sources import source_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -141,7 +143,7 @@ class BatchWriter:
 
     def app_id(self) -> str:
         if self._app_id is None:
-            text = kafka_source.read_text(f"{self.bronze.checkpoint}/metadata")
+            text = checkpoint_log.read_text(f"{self.bronze.checkpoint}/metadata")
             if not text:
                 raise EcomlakeError(f"checkpoint {self.bronze.checkpoint} has no metadata file")
             self._app_id = f"bronze/{self.bronze.table}/{json.loads(text)['id']}"
@@ -166,13 +168,13 @@ class BatchWriter:
 
     def _batch_range(self, batch_id: int) -> tuple[int, dict[tuple[str, int], int]]:
         """Records in the batch (end minus start offsets from Spark's offsets log) and its end offsets."""
-        end = kafka_source.checkpoint_offsets(self.bronze.checkpoint, batch_id)
+        end = checkpoint_log.checkpoint_offsets(self.bronze.checkpoint, batch_id)
         if end is None:
             return 0, {}
         stop = flatten(end[1])
         begin = None
         if batch_id > 0:
-            begin = kafka_source.checkpoint_offsets(self.bronze.checkpoint, batch_id - 1)
+            begin = checkpoint_log.checkpoint_offsets(self.bronze.checkpoint, batch_id - 1)
         start = flatten(begin[1]) if begin else self.monitor.earliest(list(stop))
         return sum(max(0, o - start.get(tp, 0)) for tp, o in stop.items()), stop
 
@@ -212,28 +214,6 @@ class LagMonitor:
 
 
 # --- queries ---------------------------------------------------------------------------------------------
-def kafka_stream(spark: "SparkSession", settings: Settings, bronze: BronzeTable, max_offsets: int | None,
-                 ending: dict[tuple[str, int], int] | None = None) -> "DataFrame":
-    """The topic as a stream through the configured source (seam 1), with Spark's Kafka option names."""
-    if settings.kafka_source == "python":
-        kafka_source.register(spark)
-        reader = spark.readStream.format(kafka_source.SOURCE_NAME).option(
-            "ecomlake.checkpointLocation", bronze.checkpoint
-        )
-        if ending is not None:
-            reader = reader.option("ecomlake.endingOffsets", json.dumps(kafka_source.nest(ending)))
-    else:
-        reader = spark.readStream.format("kafka").option("failOnDataLoss", "true")
-    reader = (
-        reader.option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", bronze.topic)
-        .option("startingOffsets", "earliest")
-    )
-    if max_offsets:
-        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
-    return reader.load()
-
-
 @dataclass
 class Bronze:
     """The running bronze job: its queries and their writers (for stats)."""
@@ -273,11 +253,12 @@ def _prepare(spark: "SparkSession", settings: Settings, connect_timeout_s: float
 
 
 def _start_query(spark, settings, bronze: BronzeTable, engine, monitor, trigger, max_offsets, ending=None):
-    if kafka_source.checkpoint_offsets(bronze.checkpoint) is None and engine.exists(bronze.uri):
+    if checkpoint_log.checkpoint_offsets(bronze.checkpoint) is None and engine.exists(bronze.uri):
         log.warning("%s already has data but its checkpoint %s is new: the topic is read again from the earliest "
                     "offset and appended again", bronze.uri, bronze.checkpoint)
     writer = BatchWriter(bronze, engine, monitor)
-    stream = to_bronze_rows(kafka_stream(spark, settings, bronze, max_offsets, ending))
+    source = source_for(settings).stream(spark, settings, bronze.topic, bronze.checkpoint, max_offsets, ending)
+    stream = to_bronze_rows(source)
     query = (
         stream.writeStream.queryName(bronze.name)
         .option("checkpointLocation", bronze.checkpoint)
@@ -312,7 +293,7 @@ def run_available_now(spark: "SparkSession", settings: Settings, max_offsets: in
     monitor, engine = _prepare(spark, settings, connect_timeout_s)
     running: list[tuple["StreamingQuery", BatchWriter, dict | None]] = []
     for bronze in bronze_tables(settings):
-        if settings.kafka_source == "spark-kafka":
+        if source_for(settings).native_available_now:
             query, writer = _start_query(spark, settings, bronze, engine, monitor, {"availableNow": True}, max_offsets)
             running.append((query, writer, None))
             continue
@@ -353,11 +334,11 @@ def run_available_now(spark: "SparkSession", settings: Settings, max_offsets: in
 
 
 def _caught_up(bronze: BronzeTable, target: dict[tuple[str, int], int], monitor: LagMonitor) -> bool:
-    committed = kafka_source.committed_offsets(bronze.checkpoint)
+    committed = checkpoint_log.committed_offsets(bronze.checkpoint)
     done = flatten(committed[1]) if committed else {}
     for tp, position in done.items():
         if tp in target and target[tp] < position:
-            raise EcomlakeError(kafka_source.lost_data(tp, target[tp], position, bronze.checkpoint))
+            raise EcomlakeError(lost_data(tp, target[tp], position, bronze.checkpoint))
     behind = [tp for tp in target if tp not in done]
     if behind:
         done.update(monitor.earliest(behind))

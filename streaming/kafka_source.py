@@ -41,230 +41,36 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 
+from streaming.checkpoint_log import batch_ids, checkpoint_offsets, read_text, write_text
+from streaming.kafka_client import BrokerView, consumer_config
+from streaming.offsets import (
+    EARLIEST,
+    LATEST,
+    KafkaSourceError,
+    flatten,
+    lost_data,
+    nest,
+    parse_offsets_option,
+    split_budget,
+)
+
 SOURCE_NAME = "ecomlake_kafka"
 SCHEMA = (
     "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, timestampType int"
 )
-EARLIEST, LATEST = -2, -1
 ARROW_BATCH_ROWS = 20_000
 SMALL_BATCH_RECORDS = 20_000
 INITIAL_OFFSETS_FILE = "ecomlake_kafka_initial_offsets.json"
 
-Offsets = dict  # {topic: {"partition": offset}}, canonical order: topics sorted, partitions numeric
-
 log = logging.getLogger("ecomlake.kafka_source")
 
 
-class KafkaSourceError(RuntimeError):
-    """A problem the user must act on (missing records, lost broker data); its message is one line."""
-
-
-# --- offsets ---------------------------------------------------------------------------------------------
-def canonical(offsets: Mapping) -> Offsets:
-    """The one serialisation of an offsets dict, so equal positions compare equal as JSON in Spark."""
-    return {
-        topic: {str(p): int(o) for p, o in sorted(parts.items(), key=lambda kv: int(kv[0]))}
-        for topic, parts in sorted(offsets.items())
-    }
-
-
-def flatten(offsets: Mapping) -> dict[tuple[str, int], int]:
-    return {(t, int(p)): int(o) for t, parts in offsets.items() for p, o in parts.items()}
-
-
-def nest(flat: Mapping[tuple[str, int], int]) -> Offsets:
-    out: dict = {}
-    for (t, p), o in flat.items():
-        out.setdefault(t, {})[str(p)] = o
-    return canonical(out)
-
-
-def parse_offsets_option(name: str, value: str) -> dict[tuple[str, int], int] | str:
-    value = value.strip()
-    if value in ("earliest", "latest"):
-        return value
-    try:
-        data = json.loads(value)
-        return flatten(data)
-    except (ValueError, AttributeError, TypeError):
-        raise KafkaSourceError(
-            f"{name}={value!r}: use earliest, latest or JSON like {{\"topic\": {{\"0\": 42}}}}"
-        ) from None
-
-
-# --- checkpoint files (local paths, file://, or anything pyarrow.fs opens) ------------------------------
-def _fs_and_path(uri: str):
-    from pyarrow import fs
-
-    if "://" not in uri:
-        return fs.LocalFileSystem(), os.path.abspath(uri)
-    if uri.startswith("file://"):
-        return fs.LocalFileSystem(), uri[len("file://"):]
-    if uri.startswith("s3a://"):
-        uri = "s3://" + uri[len("s3a://"):]
-        endpoint = os.environ.get("S3_ENDPOINT")
-        if endpoint:
-            bucket_path = uri[len("s3://"):]
-            return fs.S3FileSystem(endpoint_override=endpoint), bucket_path
-    return fs.FileSystem.from_uri(uri)
-
-
-def read_text(uri: str) -> str | None:
-    """A small file's text, or None when it does not exist."""
-    from pyarrow import fs
-
-    filesystem, path = _fs_and_path(uri)
-    if filesystem.get_file_info(path).type != fs.FileType.File:
-        return None
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read().decode("utf-8")
-
-
-def write_text(uri: str, text: str) -> None:
-    filesystem, path = _fs_and_path(uri)
-    filesystem.create_dir(os.path.dirname(path), recursive=True)
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(text.encode("utf-8"))
-
-
-def _batch_ids(uri: str) -> list[int]:
-    from pyarrow import fs
-
-    filesystem, path = _fs_and_path(uri)
-    if filesystem.get_file_info(path).type != fs.FileType.Directory:
-        return []
-    infos = filesystem.get_file_info(fs.FileSelector(path))
-    return sorted(int(i.base_name) for i in infos if i.base_name.isdigit())
-
-
-def checkpoint_offsets(checkpoint: str, batch_id: int | None = None) -> tuple[int, Offsets] | None:
-    """(batch id, source offsets) from the query's offsets log: batch `batch_id`, default the latest planned."""
-    ids = _batch_ids(f"{checkpoint}/offsets")
-    if batch_id is None:
-        if not ids:
-            return None
-        batch_id = ids[-1]
-    text = read_text(f"{checkpoint}/offsets/{batch_id}")
-    if text is None:
-        return None
-    return batch_id, canonical(json.loads(text.strip().splitlines()[-1]))
-
-
-def committed_offsets(checkpoint: str) -> tuple[int, Offsets] | None:
-    """(batch id, source offsets) of the last batch the query committed, or None before the first commit."""
-    ids = _batch_ids(f"{checkpoint}/commits")
-    return checkpoint_offsets(checkpoint, ids[-1]) if ids else None
-
-
-# --- broker access ---------------------------------------------------------------------------------------
-def consumer_config(bootstrap: str, extra: Mapping[str, str] | None = None, **overrides) -> dict:
-    conf = {
-        "bootstrap.servers": bootstrap,
-        "group.id": "ecomlake-kafka-source",  # never joined: partitions are assign()ed, nothing is committed
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "error",
-        "socket.connection.setup.timeout.ms": 5000,
-        "log_level": 2,
-    }
-    conf.update(extra or {})
-    conf.update(overrides)
-    return conf
-
-
-class BrokerView:
-    """Driver-side metadata: partitions of the subscribed topics and their true end offsets."""
-
-    def __init__(self, bootstrap: str, extra: Mapping[str, str] | None = None, timeout_s: float = 10.0):
-        from confluent_kafka import Consumer
-
-        self.timeout_s = timeout_s
-        self.unconfirmed: set[tuple[str, int]] = set()
-        self.consumer = Consumer(consumer_config(
-            bootstrap, extra, **{"enable.partition.eof": True}
-        ))
-
-    def close(self) -> None:
-        self.consumer.close()
-
-    def partitions(self, topics: list[str]) -> tuple[list[tuple[str, int]], list[str]]:
-        """(topic, partition) pairs of the topics that exist, and the names of those that do not."""
-        meta = self.consumer.list_topics(timeout=self.timeout_s)
-        found, missing = [], []
-        for topic in topics:
-            tm = meta.topics.get(topic)
-            if tm is None or tm.error is not None:
-                missing.append(topic)
-            else:
-                found.extend((topic, p) for p in sorted(tm.partitions))
-        return found, missing
-
-    def earliest(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        from confluent_kafka import TopicPartition
-
-        return {
-            (t, p): self.consumer.get_watermark_offsets(TopicPartition(t, p), timeout=self.timeout_s)[0]
-            for t, p in tps
-        }
-
-    def reported_latest(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
-        """(low, high) watermarks as the broker reports them (the high one may be short, see latest())."""
-        from confluent_kafka import TopicPartition
-
-        return {
-            (t, p): self.consumer.get_watermark_offsets(TopicPartition(t, p), timeout=self.timeout_s) for t, p in tps
-        }
-
-    def latest(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """True end offsets. The reported high watermark is checked by fetching the record just below it: the
-        fetch response carries the broker's real high watermark (and the rest of that record batch)."""
-        from confluent_kafka import KafkaError, TopicPartition
-
-        if not tps:
-            return {}
-        reported = self.reported_latest(tps)
-        ends = {tp: hi for tp, (lo, hi) in reported.items()}
-        pending = {tp for tp, (lo, hi) in reported.items() if hi > lo}  # an empty report means an empty partition
-        if not pending:
-            self.unconfirmed = set()
-            return ends
-        self.consumer.assign([TopicPartition(t, p, reported[(t, p)][1] - 1) for t, p in pending])
-        fetched = set()
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            while pending and time.monotonic() < deadline:
-                for msg in self.consumer.consume(num_messages=10_000, timeout=0.05):
-                    tp = (msg.topic(), msg.partition())
-                    err = msg.error()
-                    if err is None:
-                        ends[tp] = max(ends[tp], msg.offset() + 1)
-                        fetched.add(tp)
-                    elif err.code() == KafkaError._PARTITION_EOF:
-                        ends[tp] = max(ends[tp], msg.offset())
-                    elif not err.retriable():
-                        raise KafkaSourceError(f"probing end offsets of {tp[0]}/{tp[1]}: {err.str()}")
-                    else:
-                        continue
-                    pending.discard(tp)
-            for t, p in fetched:
-                ends[(t, p)] = max(ends[(t, p)], self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)[1])
-        finally:
-            self.consumer.unassign()
-        self.unconfirmed = pending
-        if pending:
-            log.warning("end offsets of %s not confirmed within %.0fs; using the broker's report", sorted(pending),
-                        self.timeout_s)
-        return ends
-
-
-# --- the data source -------------------------------------------------------------------------------------
 @dataclass
 class SourceOptions:
     bootstrap: str
@@ -342,31 +148,6 @@ def plan_tasks(ranges: list[tuple[str, int, int, int]], small: int = SMALL_BATCH
     return [(r,) for r in ranges]
 
 
-def lost_data(tp: tuple[str, int], end: int, position: int, checkpoint: str | None) -> str:
-    return (
-        f"{tp[0]}/{tp[1]} ends at offset {end} on the broker but the query already read up to {position}: the broker "
-        f"lost data (the embedded broker keeps data in memory only). Delete the query's checkpoint"
-        f"{' ' + checkpoint if checkpoint else ''} (and its table, to keep offsets unique) to start over"
-    )
-
-
-def split_budget(backlog: dict[tuple[str, int], int], limit: int) -> dict[tuple[str, int], int]:
-    """Records to take from each partition: all of them if they fit in `limit`, else shares proportional to the
-    backlog that add up to exactly `limit`."""
-    total = sum(backlog.values())
-    if total <= limit:
-        return dict(backlog)
-    take = {tp: (limit * n) // total for tp, n in backlog.items()}
-    left = limit - sum(take.values())
-    for tp in sorted(backlog, key=lambda tp: backlog[tp] - take[tp], reverse=True):
-        if left == 0:
-            break
-        if take[tp] < backlog[tp]:
-            take[tp] += 1
-            left -= 1
-    return take
-
-
 class KafkaStreamReader(DataSourceStreamReader):
     """Lives in Spark's planner process for the whole query: plans offset ranges; read() runs in tasks."""
 
@@ -420,7 +201,7 @@ class KafkaStreamReader(DataSourceStreamReader):
             found = checkpoint_offsets(self.opts.checkpoint)
             if found is not None:
                 return flatten(found[1])
-            if not _batch_ids(f"{self.opts.checkpoint}/commits"):
+            if not batch_ids(f"{self.opts.checkpoint}/commits"):
                 return flatten(self.initialOffset())
         return None
 

@@ -232,10 +232,10 @@ def produce(bootstrap: str, topic: str, records, partitions: int = 3, batching: 
 def collect_stream(spark, settings: Settings, topic: str, expected: int, max_offsets: int | None = None,
                    timeout_s: float = 90.0):
     """Run the configured source on `topic` until `expected` rows arrived. Returns (schema, rows, batch sizes)."""
-    from streaming.bronze import BronzeTable, kafka_stream
+    from streaming.sources import source_for
 
     checkpoint = f"{settings.lakehouse_uri}/_checkpoints/conformance-{uuid.uuid4().hex[:8]}"
-    stream = kafka_stream(spark, settings, BronzeTable("t", topic, "", checkpoint), max_offsets)
+    stream = source_for(settings).stream(spark, settings, topic, checkpoint, max_offsets)
     rows, sizes = [], []
 
     def sink(df, batch_id):

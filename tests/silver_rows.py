@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ecomlake.tables import ORDERS_RAW
+
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
-BRONZE_DDL = (
-    "raw_key string, raw_value string, raw_value_b64 string, topic string, `partition` int, `offset` bigint, "
-    "kafka_timestamp timestamp, ingest_ts timestamp"
-)
+BRONZE_DDL = ORDERS_RAW.ddl
 
 
 def iso(ts: datetime) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ecomlake.cli import COMMANDS
+from pipeline.cli import COMMANDS
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_VERSION = "3.3.2"

@@ -113,12 +113,12 @@ def test_max_offsets_per_trigger_bounds_batches_and_a_replayed_batch_is_skipped(
 def test_partitions_that_appear_later_are_read_from_their_earliest_offset(spark, settings):
     """Tansu has no CreatePartitions (KIP-195), so a subscribed topic that is created after the query started
     supplies the new partitions."""
-    from streaming.bronze import BronzeTable, kafka_stream
+    from streaming.sources import source_for
 
     first, later = settings.topic_order_events, settings.topic_payment_events
     produce(settings.kafka_bootstrap, first, [(b"k", b"early", None)], partitions=1)
     checkpoint = f"{settings.lakehouse_uri}/_checkpoints/late-partitions"
-    stream = kafka_stream(spark, settings, BronzeTable("t", f"{first},{later}", "", checkpoint), None)
+    stream = source_for(settings).stream(spark, settings, f"{first},{later}", checkpoint, None)
     rows = []
     query = (stream.writeStream.foreachBatch(lambda df, _: rows.extend(df.collect()))
              .option("checkpointLocation", checkpoint).trigger(processingTime="200 milliseconds").start())

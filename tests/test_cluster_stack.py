@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
+import tomllib
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from ecomlake import contract, spark
+from ecomlake import spark
+from ecomlake.tables import in_layer
 from ecomlake.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -203,8 +209,10 @@ def test_ecomlake_services_configure_the_cluster_seams_through_the_settings_modu
 def test_ecomlake_service_env_names_are_ones_the_project_reads():
     """A misspelt variable (KAFKA_BOOTSTRAP_SERVERS, LAKEHOUSE_URL, ...) would be silently ignored."""
     read_by_settings = set(Settings().to_env()) | {"SPARK_EXTRA_JARS", "SPARK_PACKAGES"}
-    spark_source = (REPO / "ecomlake" / "spark.py").read_text()
-    read_by_spark = set(re.findall(r"os\.environ(?:\.get)?[\[(]\"([A-Z0-9_]+)\"", spark_source))
+    # Variables ecomlake reads beyond Settings (S3_ENDPOINT, SPARK_DRIVER_MEMORY, ...): every quoted upper-case name
+    # in the settings module and spark.py, whether read through os.environ or the settings module's helpers.
+    spark_source = "".join((REPO / "ecomlake" / f).read_text() for f in ("spark.py", "settings.py"))
+    read_by_spark = set(re.findall(r"\"([A-Z][A-Z0-9_]+)\"", spark_source))
     profile = (REPO / "dbt" / "profiles.yml").read_text()
     read_by_dbt = set(re.findall(r"env_var\('([A-Z0-9_]+)'", profile))
     own_namespaces = ("KAFKA_", "TOPIC_", "LAKE", "SPARK_", "DBT_", "ECOMLAKE_", "TRINO_", "S3_")
@@ -337,9 +345,9 @@ def test_sample_queries_read_tables_the_pipeline_creates():
     names = {q.stem for q in queries}
     assert {"recent_sales", "fully_paid_orders"} <= names
     gold_models = {p.stem for p in (REPO / "dbt" / "models" / "gold").glob("*.sql")}
-    silver = {contract.SILVER_ORDERS, contract.SILVER_PAYMENTS, contract.SILVER_ENRICHED, contract.SILVER_QUARANTINE}
+    silver = {t.name for t in in_layer("silver")}
     for query in queries:
-        for schema, table in re.findall(r"\bdelta\.(\w+)\.(\w+)", query.read_text()):
+        for schema, table in re.findall(r"\b(?:FROM|JOIN)\s+(?:delta\.)?(\w+)\.(\w+)", query.read_text(), re.I):
             if schema == "information_schema":
                 continue
             assert (schema, table in gold_models) == ("gold", True) or (schema, table in silver) == ("silver", True), \
@@ -372,3 +380,306 @@ def test_make_targets_drive_compose_with_the_profiles():
         assert body and "$(COMPOSE)" in body.group(1) and "$(COMPOSE_PROFILES_FLAGS)" in body.group(1), target
     default = re.search(r"(?m)^PROFILES \?= (.+)$", makefile).group(1).split()
     assert set(default) == {"pipeline", "orchestration", "bi"} and set(default) <= set(PROFILES)
+
+
+# ------------------------------------------------------------------ what the containers run by name, and their PATH
+#
+# `airflow standalone` starts its components as `airflow <component>` subprocesses looked up on PATH (airflow-core
+# 3.3.2, cli/commands/standalone_command.py), and the DAG tasks run `ecomlake` (ECOMLAKE_BIN) by name. The images
+# are modelled from their Dockerfiles: the PATH each stage ends with (ENV), and where every command the Dockerfile
+# installs lands (venvs, pip installs, COPY).
+
+# What the base images bring, read from their own Dockerfiles: the official `spark` image (apache/spark-docker,
+# 4.0.1/scala2.13-java17-python3-ubuntu) sets no PATH of its own and ends as USER spark; it inherits
+# eclipse-temurin:17-jammy's `ENV PATH $JAVA_HOME/bin:$PATH` over Ubuntu's default PATH and apt-installs python3.
+BASE_IMAGES = {
+    "spark": {
+        "PATH": "/opt/java/openjdk/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "user": "spark",
+        "files": {"/bin/sh", "/usr/bin/sh", "/bin/bash", "/usr/bin/bash", "/usr/bin/python3", "/usr/bin/pgrep",
+                  "/opt/spark/bin/spark-class", "/opt/entrypoint.sh"},
+    },
+}
+# Console scripts of the third-party packages the Dockerfiles install (apache-airflow-core's entry point).
+PACKAGE_SCRIPTS = {"apache-airflow": ("airflow",)}
+PIP_OPTIONS_WITH_VALUE = {"-c", "--constraint", "-r", "--requirement", "-i", "--index-url", "--extra-index-url",
+                          "--config-settings", "-t", "--target", "--prefix", "--root", "-f", "--find-links"}
+SHELLS = ("sh", "/bin/sh", "bash", "/bin/bash")
+
+
+@dataclass
+class ImageStage:
+    env: dict[str, str]
+    user: str
+    files: set[str]  # absolute paths of the executables the image is known to have
+    copies: dict[str, str] = field(default_factory=dict)  # destination -> source in the build context
+    cmd: list[str] = field(default_factory=list)
+    project_python: str | None = None  # the interpreter this project was pip-installed into
+
+
+def expand(text: str, variables: dict[str, str]) -> str:
+    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
+def which(command: str, path: str, files: set[str]) -> str | None:
+    if "/" in command:
+        return command if command in files else None
+    return next((f"{d}/{command}" for d in path.split(":") if f"{d}/{command}" in files), None)
+
+
+def shell_commands(script: str) -> list[list[str]]:
+    out = []
+    for part in re.split(r";|&&|\|\||\n", script):
+        try:
+            tokens = shlex.split(part)
+        except ValueError:
+            tokens = part.split()
+        if tokens:
+            out.append(tokens)
+    return out
+
+
+def _pip_install(tokens: list[str], stage: ImageStage, variables: dict[str, str]) -> None:
+    if "install" not in tokens:
+        return
+    head, args = tokens[:tokens.index("install")], tokens[tokens.index("install") + 1:]
+    if re.fullmatch(r".*/bin/pip3?", head[0]):
+        bin_dir = head[0].rsplit("/", 1)[0]
+        python = f"{bin_dir}/python3"
+    elif head[-2:] == ["-m", "pip"] and re.fullmatch(r"(.*/)?python3?(\.\d+)?", head[0]):
+        python = which(head[0], stage.env["PATH"], stage.files)
+        assert python, f"Dockerfile runs {head[0]} -m pip, which is not on the build PATH"
+        if python.startswith("/usr/bin/"):  # Debian/Ubuntu's python: pip puts scripts in /usr/local/bin as root
+            bin_dir = "/usr/local/bin" if stage.user == "root" else f"{stage.env.get('HOME', '~')}/.local/bin"
+        else:
+            bin_dir = python.rsplit("/", 1)[0]
+    else:
+        return
+    scripts: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-e", "--editable") or (not arg.startswith("-") and arg.startswith(("/", "."))):
+            target = args[i + 1] if arg.startswith("-") else arg
+            assert stage.copies.get(target.rstrip("/")) in (".", "./"), f"pip installs {target}, not this project"
+            scripts += tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+            stage.project_python = python
+            i += 2 if arg.startswith("-") else 1
+        elif arg in PIP_OPTIONS_WITH_VALUE:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            name = re.match(r"[A-Za-z0-9._-]+", expand(arg, variables)).group(0).lower()
+            scripts += PACKAGE_SCRIPTS.get(name, ())
+            i += 1
+    stage.files |= {f"{bin_dir}/{script}" for script in scripts}
+
+
+def model_dockerfile(text: str) -> dict[str, ImageStage]:
+    """Every stage of a Dockerfile (by name, and the last one as None): its final env, user, files and CMD."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    stages: dict[str | None, ImageStage] = {}
+    stage: ImageStage | None = None
+    args: dict[str, str] = {}
+    for line in re.sub(r"\\\n", " ", "\n".join(lines)).splitlines():
+        instruction, _, rest = line.strip().partition(" ")
+        instruction, rest = instruction.upper(), rest.strip()
+        variables = {**args, **(stage.env if stage else {})}
+        if instruction == "FROM":
+            base, _, name = rest.partition(" AS ") if " AS " in rest else rest.partition(" as ")
+            base, name = base.strip(), name.strip() or None
+            if base in stages:
+                parent = stages[base]
+                stage = replace(parent, env=dict(parent.env), files=set(parent.files), copies=dict(parent.copies))
+            else:
+                image = BASE_IMAGES.get(base.split(":")[0])
+                assert image, f"base image {base}: add its PATH, user and files to BASE_IMAGES"
+                stage = ImageStage(env={"PATH": image["PATH"]}, user=image["user"], files=set(image["files"]))
+            stages[name] = stages[None] = stage
+        elif instruction == "ARG":
+            key, _, value = rest.partition("=")
+            args[key] = expand(value, variables)
+        elif instruction == "ENV":
+            tokens = shlex.split(rest)
+            if tokens and "=" not in tokens[0]:  # legacy form: ENV KEY value
+                stage.env[tokens[0]] = expand(" ".join(tokens[1:]), variables)
+            else:  # every $VAR of one ENV line is read before any of its assignments
+                stage.env.update({k: expand(v, variables) for k, _, v in (t.partition("=") for t in tokens)})
+        elif instruction == "USER":
+            stage.user = rest.split(":")[0]
+        elif instruction == "COPY":
+            parts = [p for p in shlex.split(rest) if not p.startswith("--")]
+            if len(parts) == 2:
+                stage.copies[parts[1].rstrip("/")] = parts[0]
+                stage.files.add(parts[1])
+        elif instruction == "CMD":
+            stage.cmd = json.loads(rest) if rest.startswith("[") else ["/bin/sh", "-c", rest]
+        elif instruction == "RUN":
+            for tokens in shell_commands(rest):
+                if tokens[1:3] == ["-m", "venv"]:
+                    venv = tokens[-1]
+                    stage.files |= {f"{venv}/bin/{exe}" for exe in ("python", "python3", "pip", "pip3")}
+                _pip_install(tokens, stage, {**args, **stage.env})
+    return stages
+
+
+def image_stage_of(name: str, text: str | None = None) -> ImageStage:
+    service = SERVICES[name]
+    stages = model_dockerfile(text if text is not None else dockerfile_of(service).read_text())
+    target = service["build"].get("target") if isinstance(service["build"], dict) else None
+    return stages[target]
+
+
+def repo_script(stage: ImageStage, command: list[str]) -> str | None:
+    """The text of the repository script a container command runs (COPY'd into the image), if it is one."""
+    source = stage.copies.get(command[0]) if command else None
+    return (REPO / source).read_text() if source and (REPO / source).is_file() else None
+
+
+def dag_ecomlake_command(env: dict[str, str]) -> str:
+    common = (REPO / "airflow" / "dags" / "ecomlake_common.py").read_text()
+    default = re.search(r"os\.environ\.get\(\"ECOMLAKE_BIN\",\s*\"([^\"]+)\"\)", common)
+    assert default, "airflow/dags/ecomlake_common.py no longer reads ECOMLAKE_BIN as this test expects"
+    return env.get("ECOMLAKE_BIN", default.group(1))
+
+
+def container_path_and_commands(name: str, stage: ImageStage) -> tuple[str, list[str]]:
+    """The PATH a service's processes run with, and every command they start by name or path."""
+    env = env_of(name)
+    path = env.get("PATH", stage.env["PATH"])
+    command = SERVICES[name].get("command") or stage.cmd
+    command = shlex.split(command) if isinstance(command, str) else [interpolate(c) for c in command]
+    commands = [command[0]]
+    if command[0] in SHELLS and command[1:2] == ["-c"]:
+        commands += [tokens[1] if tokens[0] == "exec" else tokens[0] for tokens in shell_commands(command[2])]
+    check = (SERVICES[name].get("healthcheck") or {}).get("test") or []
+    if check[:1] == ["CMD"]:
+        commands.append(check[1])
+    script = repo_script(stage, command)
+    if script:
+        for match in re.finditer(r"(?m)^\s*(?:export\s+)?PATH=(\S+)", script):
+            path = expand(match.group(1).strip("\"'"), {**env, "PATH": path})
+        for match in re.finditer(r"(?m)^\s*(?:exec\s+)?(\S*airflow)\s+(\S+)", script):
+            commands.append(match.group(1))
+            if match.group(2) == "standalone":
+                # its components are `airflow ...` subprocesses looked up on PATH; the DAG tasks run ecomlake
+                commands += ["airflow", dag_ecomlake_command(env)]
+    return path, commands
+
+
+def spark_image_services() -> list[str]:
+    return [n for n, s in SERVICES.items() if "build" in s and dockerfile_of(s) == REPO / "docker/spark/Dockerfile"]
+
+
+def test_every_command_a_container_starts_is_on_the_path_it_runs_with():
+    """Caught the Airflow image whose venv was not on PATH: `airflow standalone` could not start its components."""
+    assert {"airflow", "bronze", "trino-init", "metabase-provision"} <= set(spark_image_services())
+    for name in spark_image_services():
+        stage = image_stage_of(name)
+        path, commands = container_path_and_commands(name, stage)
+        assert commands, name
+        for command in commands:
+            assert which(command, path, stage.files), \
+                f"{name}: `{command}` is not found on PATH={path} (known executables: {sorted(stage.files)})"
+    _, airflow_commands = container_path_and_commands("airflow", image_stage_of("airflow"))
+    assert "airflow" in airflow_commands and "ecomlake" in airflow_commands, airflow_commands
+
+
+def test_airflow_venv_on_path_shadows_nothing_the_pipeline_runs():
+    """`python3` and `ecomlake` in the Airflow container are the image's own, the ones the project is installed in."""
+    stage = image_stage_of("airflow")
+    path, _ = container_path_and_commands("airflow", stage)
+    assert stage.project_python == "/usr/bin/python3"
+    assert which("python3", path, stage.files) == stage.project_python, path
+    assert which("ecomlake", path, stage.files) == "/usr/local/bin/ecomlake", path
+    assert which("airflow", path, stage.files) == "/opt/airflow-venv/bin/airflow", path
+
+
+def test_path_check_fails_for_an_airflow_venv_left_off_path():
+    """The check above, fed the image as it was before the fix (no ENV PATH for the venv), reports `airflow`."""
+    dockerfile = (REPO / "docker" / "spark" / "Dockerfile").read_text()
+    before_fix, removed = re.subn(r"PATH=\S*/opt/airflow-venv/bin\S*", "", dockerfile)
+    assert removed, "the Airflow stage no longer puts /opt/airflow-venv/bin on PATH with ENV"
+    stage = image_stage_of("airflow", before_fix)
+    path, commands = container_path_and_commands("airflow", stage)
+    assert "airflow" in commands and which("airflow", path, stage.files) is None
+
+
+# ------------------------------------------------------------------ dependencies on the hosts a service names
+
+
+def hosts_named(value: str) -> set[str]:
+    host = urlsplit(value).hostname if "://" in value else value.split(":")[0]
+    return {host} & set(SERVICES)
+
+
+def test_services_wait_for_a_healthy_host_they_name_in_their_own_settings():
+    """Caught metabase-provision, which talks to Trino but waited for trino-init's exit instead of a healthy Trino.
+
+    Only a service's own *_HOST / *_URL / *_URI / *_CONN variables count: the shared ecomlake environment names
+    every host of the stack, also in services that never call them.
+    """
+    shared = {k: interpolate(v) for k, v in COMPOSE["x-ecomlake-env"].items()}
+    checked = 0
+    for name, service in SERVICES.items():
+        for key, value in env_of(name).items():
+            if shared.get(key) == value or not re.search(r"_(HOST|URL|URI|CONN)$", key):
+                continue
+            for host in hosts_named(value) - {name}:
+                rule = (service.get("depends_on") or {}).get(host) or {}
+                assert rule.get("condition") == "service_healthy", \
+                    f"{name} reaches {host} through {key} but does not wait for it to be healthy: {rule or 'no rule'}"
+                checked += 1
+    assert checked >= 4  # metabase -> metabase-db, metabase-provision -> metabase, trino; airflow -> airflow-db
+
+
+# ------------------------------------------------------------------ Hive Metastore 4 table translation
+
+
+def test_metastore_switches_off_hms4_table_translation_in_the_config_it_reads():
+    """HMS 4 makes Trino-created managed tables external unless metastore.metadata.transformer.class is blank.
+
+    Blank means one space: Hadoop's Configuration parser drops an empty <value></value>, which leaves the default
+    transformer on; HMSHandler skips a class name that is empty after trim().
+    """
+    env = env_of("hive-metastore")
+    mounts = {target: source for source, target, *_ in (v.split(":") for v in SERVICES["hive-metastore"]["volumes"])}
+    conf_dir = REPO / mounts[env["HIVE_CUSTOM_CONF_DIR"]]
+    found = []
+    for xml_file in sorted(conf_dir.glob("*.xml")):
+        for prop in ElementTree.parse(xml_file).getroot().iter("property"):
+            if (prop.findtext("name") or "").strip() == "metastore.metadata.transformer.class":
+                found.append((xml_file.name, prop.find("value")))
+    assert found, f"metastore.metadata.transformer.class is not set in {conf_dir}"
+    for file_name, value in found:
+        assert file_name in ("hive-site.xml", "metastore-site.xml"), f"{file_name} is not read by the metastore"
+        text = value.text if value is not None else None
+        assert text, f"{file_name}: an empty <value> is ignored by Hadoop; use a single space"
+        assert not text.strip(), f"{file_name}: the transformer is still {text.strip()!r}"
+
+
+# ------------------------------------------------------------------ documentation
+
+
+DOC_REF = re.compile(r"\bdocs/[\w./-]+\.md\b")
+
+
+def test_every_docs_page_the_makefile_readme_and_compose_files_mention_exists():
+    sources = [REPO / "Makefile", REPO / "README.md", REPO / "docker-compose.yml",
+               *(p for p in sorted((REPO / "docker").rglob("*")) if p.is_file())]
+    refs = {(src.relative_to(REPO).as_posix(), ref) for src in sources for ref in DOC_REF.findall(src.read_text())}
+    assert ("Makefile", "docs/cluster-stack.md") in refs
+    missing = sorted((src, ref) for src, ref in refs if not (REPO / ref).is_file())
+    assert not missing, f"referenced but missing: {missing}"
+
+
+def test_cluster_stack_doc_covers_every_service_profile_and_host_port():
+    doc = (REPO / "docs" / "cluster-stack.md").read_text()
+    for name in SERVICES:
+        assert f"`{name}`" in doc, f"docs/cluster-stack.md does not mention the service {name}"
+    for profile in PROFILES:
+        assert f"`{profile}`" in doc, f"docs/cluster-stack.md does not mention the profile {profile}"
+    ports = [p for s in SERVICES.values() for p in s.get("ports") or []]
+    for var in {v for p in ports for v in re.findall(r"\$\{(\w+):-", p)}:
+        assert var in doc, f"docs/cluster-stack.md does not name the host port variable {var}"

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from ecomlake import broker
-from ecomlake.dashboard import read_last_minutes
+from serving.dashboard import read_last_minutes
 from ecomlake.settings import Settings
 
 from conftest import REPO, cli_env, free_port
@@ -32,7 +32,7 @@ def demo_settings(tmp_path: Path) -> Settings:
 
 def start_demo(settings: Settings, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ecomlake.cli", "demo", "--no-live", *args],
+        [sys.executable, "-m", "pipeline.cli", "demo", "--no-live", *args],
         cwd=REPO, env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

@@ -1,7 +1,7 @@
 """Gold (dbt) on the duckdb target over real Delta silver tables written by tests/silver_fixtures.py.
 
 One lakehouse is built once for the module and then moved forward (a second, incremental run); dbt runs in
-process through ecomlake.gold, exactly as `ecomlake gold` does.
+process through gold/build.py, exactly as `ecomlake gold` does.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ecomlake import contract, gold
+from ecomlake import contract
+from gold import build as gold
 from ecomlake.settings import Settings
-from silver_fixtures import (UTC, Order, Payment, SilverLake, cents, expected_minutes, fully_paid, minute_of,
-                             synthetic)
+from pipeline.bench.synthetic_silver import UTC, Order, Payment, SilverLake, fully_paid, minute_of, synthetic
+from silver_fixtures import cents, expected_minutes
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = minute_of(datetime.now(UTC))
@@ -238,7 +239,7 @@ def test_dbt_parse_for_trino_target(tmp_path):
 
 def test_missing_silver_is_a_one_line_error(tmp_path):
     env = {**os.environ, **make_settings(tmp_path).to_env()}
-    proc = subprocess.run([sys.executable, "-m", "ecomlake.cli", "gold"], env=env, cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "gold"], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0

@@ -15,7 +15,7 @@ import pytest
 
 import reference
 from kafka_io import publish
-from ecomlake import gold
+from gold import build as gold
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def gold_minutes(settings) -> dict[datetime, tuple[Decimal, int]]:
 
 
 def test_gold_matches_reference_across_two_incremental_runs(settings, spark, capsys):
-    from batch.silver import run_silver
+    from batch.silver.jobs import run_silver
     from generator.events import generate_records
     from generator.publish import ensure_topics
     from streaming.bronze import run_available_now

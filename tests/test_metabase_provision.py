@@ -1,4 +1,4 @@
-"""The Metabase provisioner (ecomlake/metabase.py) against a local HTTP stand-in.
+"""The Metabase provisioner (serving/metabase.py) against a local HTTP stand-in.
 
 The stand-in is NOT Metabase: a small http.server on 127.0.0.1 that implements only the endpoints the provisioner
 calls, with the request and response shapes of Metabase v0.56 (the pinned image), keeps their objects in memory
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from ecomlake import contract
+from ecomlake.tables import in_layer
 from ecomlake.errors import EcomlakeError
-from ecomlake.metabase import DASHBOARD_NAME, DATABASE_NAME, QUESTIONS, MetabaseConfig, provision
+from serving.metabase import DASHBOARD_NAME, DATABASE_NAME, QUESTIONS, MetabaseConfig, provision
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION = "session-0001"
@@ -249,12 +249,11 @@ def test_wrong_admin_password_on_a_provisioned_metabase_is_reported(metabase):
 
 
 def test_questions_read_tables_the_pipeline_creates():
-    """The SQL names gold models dbt builds and silver tables Spark writes, fully qualified in the delta catalog."""
+    """The SQL names gold models dbt builds and silver tables Spark writes as <schema>.<table> (catalog: the connection's)."""
     gold_models = {p.stem for p in (REPO / "dbt" / "models" / "gold").glob("*.sql")}
-    silver_tables = {contract.SILVER_ORDERS, contract.SILVER_PAYMENTS, contract.SILVER_ENRICHED,
-                     contract.SILVER_QUARANTINE}
+    silver_tables = {t.name for t in in_layer("silver")}
     for question in QUESTIONS:
-        tables = re.findall(r"\bdelta\.(\w+)\.(\w+)", question.sql)
+        tables = re.findall(r"\b(?:FROM|JOIN)\s+(?:delta\.)?(\w+)\.(\w+)", question.sql, re.I)
         assert tables, question.name
         for schema, table in tables:
             assert (schema == "gold" and table in gold_models) or (schema == "silver" and table in silver_tables), \
@@ -266,13 +265,13 @@ def test_questions_read_tables_the_pipeline_creates():
 def test_cli_prints_the_dashboard_url_with_auto_refresh(metabase):
     env = {"PATH": "/usr/bin:/bin", "MB_URL": metabase.url, "MB_PUBLIC_URL": "http://localhost:3000",
            "MB_ADMIN_EMAIL": "admin@ecomlake.local", "MB_ADMIN_PASSWORD": "Secret-Pass-1"}
-    run = subprocess.run([sys.executable, "-m", "ecomlake.cli", "metabase", "--wait", "10"], env=env,
+    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "metabase", "--wait", "10"], env=env,
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert run.returncode == 0, run.stderr
     dashboard_id = metabase.dashboards[0]["id"]
     assert f"http://localhost:3000/dashboard/{dashboard_id}#refresh=60" in run.stdout
 
-    again = subprocess.run([sys.executable, "-m", "ecomlake.cli", "metabase"], env=env,
+    again = subprocess.run([sys.executable, "-m", "pipeline.cli", "metabase"], env=env,
                            capture_output=True, text=True, timeout=120, cwd=REPO)
     assert again.returncode == 0, again.stderr
     assert "already provisioned: nothing changed" in again.stdout

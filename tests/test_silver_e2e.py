@@ -24,7 +24,7 @@ JOB_FIGURES = ("read", "valid", "duplicates", "quarantined")
 
 
 def test_generator_to_silver_reconciles_with_the_reference(settings, spark):
-    from batch.silver import run_silver
+    from batch.silver.jobs import run_silver
     from ecomlake.contract import BRONZE_ORDERS, BRONZE_PAYMENTS, BRONZE_SCHEMA, SILVER_SCHEMA
     from ecomlake.lake import get_engine
     from generator.events import generate_records
@@ -93,7 +93,7 @@ def test_generator_to_silver_reconciles_with_the_reference(settings, spark):
               for t in ("orders_clean", "order_events", "payments_clean", "order_payments_enriched", "quarantine")]
     versions = [lake.version(uri) for uri in tables]
     rerun = subprocess.run(
-        [sys.executable, "-m", "ecomlake.cli", "silver"], env=cli_env(settings), cwd=REPO, capture_output=True,
+        [sys.executable, "-m", "pipeline.cli", "silver"], env=cli_env(settings), cwd=REPO, capture_output=True,
         text=True, timeout=300,
     )
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -11,8 +11,9 @@ from decimal import Decimal
 import pytest
 from deltalake import DeltaTable
 
-from batch import maintain, silver_enrich, silver_orders, silver_payments
-from batch.silver import run_silver
+from batch import maintain
+from batch.silver import enrich as silver_enrich, orders as silver_orders, payments as silver_payments
+from batch.silver.jobs import run_silver
 from ecomlake.contract import (
     BRONZE_ORDERS,
     BRONZE_PAYMENTS,
@@ -24,13 +25,14 @@ from ecomlake.contract import (
     SILVER_QUARANTINE,
     SILVER_SCHEMA,
 )
+from ecomlake import tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake import get_engine
 from ecomlake.lake.delta_rs import DeltaRsEngine
 from ecomlake.settings import Settings
 from silver_rows import T0, Msg, bronze_df, order, payment, without
 
-SILVER_TABLES = (SILVER_ORDERS, SILVER_ORDER_EVENTS, SILVER_PAYMENTS, SILVER_ENRICHED, SILVER_QUARANTINE)
+SILVER_TABLES = tuple(t.name for t in tables.in_layer("silver"))
 RUN_STAMPS = ("updated_ts", "quarantined_ts")
 later = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 import reference
 
-from batch import silver_common as common
-from batch import silver_enrich, silver_orders, silver_payments
+from batch.silver import common
+from batch.silver import enrich as silver_enrich, orders as silver_orders, payments as silver_payments
 from silver_rows import T0, Msg, bronze_df, numbered, order, payment, without
 
 ORDERS_TOPIC, PAYMENTS_TOPIC = "orders.events", "payments.events"

@@ -1,4 +1,4 @@
-"""`ecomlake register-tables` (ecomlake/trino_tables.py) through the real `trino` client against a stand-in.
+"""`ecomlake register-tables` (serving/trino_tables.py) through the real `trino` client against a stand-in.
 
 The stand-in is NOT Trino: a small http.server on 127.0.0.1 speaking the subset of Trino's client protocol the
 client uses (POST /v1/statement answered with the final result or error) and executing only the statements the
@@ -18,7 +18,7 @@ import pytest
 from ecomlake import contract
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings
-from ecomlake.trino_tables import LAKE_TABLES, TrinoConfig, connect, register_tables
+from serving.trino_tables import LAKE_TABLES, TrinoConfig, connect, register_tables
 
 LAKE = "s3a://lakehouse"
 

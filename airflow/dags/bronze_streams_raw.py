@@ -12,10 +12,9 @@ copies of one stream must never run at once. To let Airflow supervise it instead
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
-from ecomlake_common import DEFAULT_ARGS, START_DATE, command
+from ecomlake_common import DEFAULT_ARGS, EcomlakeCommand, START_DATE, command
 
 with DAG(
     dag_id="bronze_streams_raw",
@@ -29,4 +28,4 @@ with DAG(
     tags=["ecomlake", "bronze", "streaming"],
     doc_md=__doc__,
 ):
-    BashOperator(task_id="stream_bronze", bash_command=command("bronze"), execution_timeout=None)
+    EcomlakeCommand(task_id="stream_bronze", bash_command=command("bronze"), execution_timeout=None)

@@ -1,15 +1,15 @@
 """gold_dbt: whenever silver has new data (the silver asset), dbt build of gold, then dbt source freshness.
 
-`ecomlake gold` runs `dbt build` (models, seeds, tests) against Trino; `ecomlake freshness` then checks how old
+`ecomlake gold` runs `dbt build` (models, seeds, tests) on the DBT_TARGET engine: Trino on the cluster stack,
+DuckDB (gold in ${LAKEHOUSE_URI}/warehouse.duckdb) on the embedded one; `ecomlake freshness` then checks how old
 the newest silver rows are and fails the run when they are older than the project's error threshold.
 """
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
-from ecomlake_common import DEFAULT_ARGS, SILVER_ASSET, START_DATE, command
+from ecomlake_common import DEFAULT_ARGS, EcomlakeCommand, SILVER_ASSET, START_DATE, command
 
 with DAG(
     dag_id="gold_dbt",
@@ -22,6 +22,6 @@ with DAG(
     tags=["ecomlake", "gold", "dbt"],
     doc_md=__doc__,
 ):
-    build = BashOperator(task_id="dbt_build", bash_command=command("gold"))
-    freshness = BashOperator(task_id="dbt_source_freshness", bash_command=command("freshness"))
+    build = EcomlakeCommand(task_id="dbt_build", bash_command=command("gold"))
+    freshness = EcomlakeCommand(task_id="dbt_source_freshness", bash_command=command("freshness"))
     build >> freshness

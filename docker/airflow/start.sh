@@ -15,5 +15,11 @@ with open(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"], "w") 
     json.dump({os.environ["AIRFLOW_ADMIN_USER"]: os.environ["AIRFLOW_ADMIN_PASSWORD"]}, handle)
 PY
 
-/opt/airflow-venv/bin/airflow db migrate
-exec /opt/airflow-venv/bin/airflow standalone
+# `airflow standalone` runs its components as `airflow ...` found on PATH, and the DAG tasks run
+# ${ECOMLAKE_BIN:-ecomlake}: fail here, with the reason, rather than with components that never start.
+for command in airflow "${ECOMLAKE_BIN:-ecomlake}"; do
+    command -v "$command" > /dev/null || { echo "start.sh: '$command' is not on PATH ($PATH)" >&2; exit 1; }
+done
+
+airflow db migrate
+exec airflow standalone

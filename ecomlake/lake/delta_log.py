@@ -12,37 +12,23 @@ variables, endpoint from S3_ENDPOINT).
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 from typing import TYPE_CHECKING, Iterable
 from urllib.parse import unquote
 
 from ecomlake.errors import EcomlakeError
+from ecomlake.lake.fs import resolve
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 
-def _fs(uri: str):
-    from pyarrow import fs
-
-    if "://" not in uri:
-        return fs.LocalFileSystem(), os.path.abspath(uri)
-    scheme, rest = uri.split("://", 1)
-    if scheme == "file":
-        return fs.LocalFileSystem(), rest
-    if scheme in ("s3", "s3a"):
-        endpoint = os.environ.get("S3_ENDPOINT")
-        return fs.S3FileSystem(endpoint_override=endpoint) if endpoint else fs.S3FileSystem(), rest
-    return fs.FileSystem.from_uri(uri)
-
-
 def _listing(uri: str) -> tuple[list[int], dict[int, list[str]]]:
     """(commit versions, {checkpoint version: its parquet files}) of the table at `uri`."""
     from pyarrow import fs
 
-    filesystem, root = _fs(uri)
+    filesystem, root = resolve(uri)
     log_dir = posixpath.join(root, "_delta_log")
     if filesystem.get_file_info(log_dir).type != fs.FileType.Directory:
         return [], {}
@@ -70,7 +56,7 @@ def latest_version(uri: str) -> int | None:
 
 
 def commit_actions(uri: str, version: int) -> list[dict]:
-    filesystem, root = _fs(uri)
+    filesystem, root = resolve(uri)
     path = posixpath.join(root, "_delta_log", f"{version:020d}.json")
     try:
         with filesystem.open_input_stream(path) as stream:
@@ -103,7 +89,7 @@ def txn_version(uri: str, app_id: str) -> int | None:
     start = -1
     if checkpoints:
         start = max(checkpoints)
-        filesystem, _ = _fs(uri)
+        filesystem, _ = resolve(uri)
         for path in checkpoints[start]:
             with filesystem.open_input_file(path) as handle:
                 schema = pq.read_schema(handle)
@@ -180,7 +166,7 @@ def table_metadata(uri: str, version: int) -> dict:
             break
     usable = [c for c in checkpoints if c <= version]
     if usable:
-        filesystem, _ = _fs(uri)
+        filesystem, _ = resolve(uri)
         for path in checkpoints[max(usable)]:
             with filesystem.open_input_file(path) as handle:
                 rows = pq.read_table(handle, columns=["metaData"]).column("metaData").to_pylist()

@@ -6,7 +6,8 @@ from contextlib import contextmanager
 from datetime import timezone
 from typing import TYPE_CHECKING, Sequence
 
-from ecomlake.lake import LakeEngine, delta_log
+from ecomlake.lake import delta_log
+from ecomlake.lake.base import LakeEngine
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -1,9 +1,9 @@
--- Recent sales: GMV (USD) and paid orders per minute over the last hour, newest first.
+-- GMV per minute, last 60 minutes: GMV (USD) and paid orders per minute, newest first.
 -- Run: docker compose exec trino trino --catalog delta --file /opt/ecomlake-queries/recent_sales.sql
 SELECT
     minute_bucket,
     round(gmv, 2) AS gmv_usd,
     paid_orders,
     processed_ts
-FROM delta.gold.vw_sales_last_60min
+FROM gold.vw_sales_last_60min
 ORDER BY minute_bucket DESC;

@@ -2,7 +2,7 @@
 
 Full build (seed, models, data and unit tests) on N orders, then an incremental build after 1% of the orders
 got a late payment and 1% new orders arrived, then the same incremental step without tests (what the demo's
-scheduler runs). Silver is written directly (tests/silver_fixtures.py), so only gold is measured.
+scheduler runs). Silver is written directly (synthetic_silver.py), so only gold is measured.
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-from ecomlake import gold
+
+from gold import build as gold
+from pipeline.bench.synthetic_silver import Order, Payment, SilverLake, fully_paid, synthetic
 from ecomlake.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _late_changes(orders, payments, fraction: float, step: int):
     """Pay in full a `fraction` of the still unpaid orders (late payments) and add that many new orders."""
-    from silver_fixtures import Order, Payment, fully_paid
 
     now = datetime.now(timezone.utc)
     paid = {p.order_id for p in payments if p.status == "captured"}
@@ -45,9 +44,6 @@ def _timed_build(settings: Settings, tests: bool) -> float:
 
 
 def run(settings: Settings, quick: bool = False) -> dict:
-    if str(REPO / "tests") not in sys.path:
-        sys.path.insert(0, str(REPO / "tests"))
-    from silver_fixtures import SilverLake, synthetic
 
     n_orders = 1_000 if quick else 100_000
     with tempfile.TemporaryDirectory(prefix="bench-gold-") as tmp:

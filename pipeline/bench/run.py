@@ -95,7 +95,7 @@ def main(argv: Sequence[str]) -> int:
     broker.start(settings)
     try:
         for stage in args.only or STAGES:
-            module = importlib.import_module(f"bench.{stage}")
+            module = importlib.import_module(f"pipeline.bench.{stage}")
             print(f"== bench {stage} ...", flush=True)
             started = time.perf_counter()
             stage_settings = dataclasses.replace(

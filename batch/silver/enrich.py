@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batch import silver_common as common
+from batch.silver import common
 from ecomlake.contract import (
     MONEY_TYPE,
     SILVER_ENRICHED,
@@ -157,9 +157,7 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
 
 def main(argv: Sequence[str] | None = None) -> int:
     argparse.ArgumentParser(prog="ecomlake silver --only enrich", description=__doc__).parse_args(argv)
-    from batch.silver import run_jobs
-
-    return run_jobs(["enrich"])
+    return common.run_standalone(run)
 
 
 if __name__ == "__main__":

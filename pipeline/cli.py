@@ -13,14 +13,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("ecomlake.broker_cli:main", "start | stop | status the embedded Kafka-protocol broker"),
     "generate": ("generator.cli:main", "publish order and payment events to Kafka"),
     "bronze": ("streaming.bronze:main", "stream both topics into the bronze Delta tables"),
-    "silver": ("batch.silver:main", "incremental silver jobs: orders, payments, enrichment"),
+    "silver": ("batch.silver.jobs:main", "incremental silver jobs: orders, payments, enrichment"),
     "maintain": ("batch.maintain:main", "OPTIMIZE and VACUUM every table"),
-    "gold": ("ecomlake.gold:main", "dbt build of the gold models"),
-    "freshness": ("ecomlake.gold:freshness_main", "dbt source freshness of the silver tables"),
-    "demo": ("ecomlake.demo:main", "the whole pipeline on the embedded stack, with a live status view"),
-    "bench": ("ecomlake.bench:main", "measure every stage; writes bench/results.json"),
-    "register-tables": ("ecomlake.trino_tables:main", "cluster stack: list every lake Delta table in Trino"),
-    "metabase": ("ecomlake.metabase:main", "cluster stack: provision Metabase (questions, dashboard)"),
+    "gold": ("gold.build:main", "dbt build of the gold models"),
+    "freshness": ("gold.build:freshness_main", "dbt source freshness of the silver tables"),
+    "demo": ("pipeline.demo:main", "the whole pipeline on the embedded stack, with a live status view"),
+    "bench": ("pipeline.bench.run:main", "measure every stage; writes bench/results.json"),
+    "register-tables": ("serving.trino_tables:main", "cluster stack: list every lake Delta table in Trino"),
+    "metabase": ("serving.metabase:main", "cluster stack: provision Metabase (questions, dashboard)"),
 }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batch import silver_common as common
+from batch.silver import common
 from ecomlake.contract import (
     BRONZE_ORDERS,
     BRONZE_SCHEMA,
@@ -172,9 +172,7 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
 
 def main(argv: Sequence[str] | None = None) -> int:
     argparse.ArgumentParser(prog="ecomlake silver --only orders", description=__doc__).parse_args(argv)
-    from batch.silver import run_jobs
-
-    return run_jobs(["orders"])
+    return common.run_standalone(run)
 
 
 if __name__ == "__main__":

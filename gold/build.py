@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ecomlake.arguments import non_negative_int
-from ecomlake import contract
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings
+from ecomlake.tables import GOLD_SOURCES
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
-SILVER_TABLES = (contract.SILVER_ORDERS, contract.SILVER_PAYMENTS, contract.SILVER_ENRICHED, contract.SILVER_QUARANTINE)
 
 
 class DbtError(EcomlakeError):
@@ -45,8 +44,7 @@ def missing_silver_tables(settings: Settings) -> list[str]:
     """Silver tables gold reads that do not exist yet (only checkable for a local lakehouse; else [])."""
     if settings.dbt_target != "duckdb" or not settings.is_local_lake:
         return []
-    return [t for t in SILVER_TABLES
-            if not (Path(settings.table_uri(contract.SILVER_SCHEMA, t)) / "_delta_log").is_dir()]
+    return [t.name for t in GOLD_SOURCES if not (Path(t.uri(settings)) / "_delta_log").is_dir()]
 
 
 def require_silver(settings: Settings) -> None:

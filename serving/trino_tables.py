@@ -17,22 +17,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ecomlake import contract
+from ecomlake import tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings, TrinoConfig, load
 
-# schema -> the Delta tables Spark writes there. Gold has none: dbt creates its tables through Trino.
-LAKE_TABLES: dict[str, tuple[str, ...]] = {
-    contract.BRONZE_SCHEMA: (contract.BRONZE_ORDERS, contract.BRONZE_PAYMENTS),
-    contract.SILVER_SCHEMA: (
-        contract.SILVER_ORDERS,
-        contract.SILVER_ORDER_EVENTS,
-        contract.SILVER_PAYMENTS,
-        contract.SILVER_ENRICHED,
-        contract.SILVER_QUARANTINE,
-    ),
-    contract.GOLD_SCHEMA: (),
-}
+
+
+def _lake_schemas() -> dict[str, tuple[str, ...]]:
+    """schema -> the Delta tables Spark writes there. Gold's has none: dbt creates its tables through Trino."""
+    schemas: dict[str, tuple[str, ...]] = {}
+    for table in tables.TABLES:
+        schemas[table.schema] = schemas.get(table.schema, ()) + ((table.name,) if table.written_by == "spark" else ())
+    return schemas
+
+
+LAKE_TABLES = _lake_schemas()
 
 
 
@@ -71,13 +70,13 @@ def register_tables(cursor, settings: Settings, catalog: str) -> Report:
 
     report = Report()
     schemas = {row[0] for row in rows(f"SHOW SCHEMAS FROM {catalog}")}
-    for schema, tables in LAKE_TABLES.items():
+    for schema, names in LAKE_TABLES.items():
         if schema not in schemas:
             rows(f"CREATE SCHEMA IF NOT EXISTS {catalog}.{schema} "
                  f"WITH (location = {_quote(schema_location(settings, schema))})")
             report.created_schemas.append(schema)
         known = {row[0] for row in rows(f"SHOW TABLES FROM {catalog}.{schema}")}
-        for table in tables:
+        for table in names:
             name = f"{schema}.{table}"
             if table in known:
                 report.already_known.append(name)

@@ -1,6 +1,6 @@
 """The embedded stack's BI: a dashboard file (HTML with charts, plus a PNG) rendered from gold.
 
-On the cluster stack Metabase plays this role (see ecomlake/metabase.py); here the same two charts — GMV per
+On the cluster stack Metabase plays this role (see serving/metabase.py); here the same two charts — GMV per
 minute and paid orders over the last 60 minutes — are drawn from gold.fct_sales_minute in the DuckDB warehouse.
 """
 

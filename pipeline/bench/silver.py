@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ecomlake.contract import BRONZE_ORDERS, BRONZE_PAYMENTS, BRONZE_SCHEMA, SILVER_SCHEMA
 from ecomlake.settings import Settings
+from ecomlake.tables import ORDERS_RAW
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
 
 CHUNK = 50_000
 INCREMENTS = 2  # each incremental figure is the best of this many runs (the machines are shared and noisy)
-BRONZE_DDL = (
-    "raw_key string, raw_value string, raw_value_b64 string, topic string, `partition` int, `offset` bigint, "
-    "kafka_timestamp timestamp, ingest_ts timestamp"
-)
 
 
 class _Bronze:
@@ -60,10 +57,10 @@ class _Bronze:
                 (r.key.decode(), raw, b64, r.topic, partition, offset, published, published)
             )
         tables = {self.settings.topic_order_events: BRONZE_ORDERS, self.settings.topic_payment_events: BRONZE_PAYMENTS}
-        columns = [c.split()[0].strip("`") for c in BRONZE_DDL.split(", ")]
+        columns = ORDERS_RAW.columns
         for topic, topic_rows in rows.items():
             frame = pd.DataFrame(topic_rows, columns=columns)
-            df = self.spark.createDataFrame(frame, BRONZE_DDL)
+            df = self.spark.createDataFrame(frame, ORDERS_RAW.ddl)
             uri = self.settings.table_uri(BRONZE_SCHEMA, tables[topic])
             self.lake.append_batch(df, uri, "bench-bronze", self.batch)
         self.batch += 1
@@ -74,7 +71,7 @@ def _tag(size: int) -> str:
 
 
 def _timed_silver(spark: "SparkSession", settings: Settings) -> tuple[float, dict]:
-    from batch.silver import run_silver
+    from batch.silver.jobs import run_silver
 
     started = time.perf_counter()
     figures = run_silver(spark, settings)

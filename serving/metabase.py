@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import MetabaseConfig
+from serving import queries
 
 DATABASE_NAME = "ecomlake (Trino)"
 DASHBOARD_NAME = "ecomlake: live sales"
@@ -41,9 +42,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question(
         name="GMV per minute (USD, last 60 min)",
         description="Sum of fully paid orders' totals converted to USD, per UTC minute of order time.",
-        sql="SELECT minute_bucket, round(gmv, 2) AS gmv_usd\n"
-            "FROM delta.gold.vw_sales_last_60min\n"
-            "ORDER BY minute_bucket",
+        sql=queries.load("recent_sales").sql,
         display="line",
         visualization_settings={"graph.dimensions": ["minute_bucket"], "graph.metrics": ["gmv_usd"]},
         layout=(0, 0, 16, 6),
@@ -51,9 +50,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question(
         name="Fully paid ratio (last 60 min)",
         description="Share of the last hour's orders whose captured minus refunded payments cover the total.",
-        sql="SELECT round(100.0 * count_if(fully_paid) / nullif(count(*), 0), 2) AS fully_paid_pct\n"
-            "FROM delta.silver.order_payments_enriched\n"
-            "WHERE order_ts >= current_timestamp - INTERVAL '60' MINUTE",
+        sql=queries.load("fully_paid_ratio").sql,
         display="scalar",
         visualization_settings={"scalar.field": "fully_paid_pct",
                                 "column_settings": {'["name","fully_paid_pct"]': {"suffix": " %"}}},
@@ -62,9 +59,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question(
         name="Paid orders per minute (last 60 min)",
         description="Number of fully paid orders per UTC minute of order time.",
-        sql="SELECT minute_bucket, paid_orders\n"
-            "FROM delta.gold.vw_sales_last_60min\n"
-            "ORDER BY minute_bucket",
+        sql=queries.load("recent_sales").sql,
         display="bar",
         visualization_settings={"graph.dimensions": ["minute_bucket"], "graph.metrics": ["paid_orders"]},
         layout=(0, 6, 24, 6),

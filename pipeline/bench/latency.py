@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from ecomlake.demo import run_demo
-from ecomlake.settings import positive_number
+from ecomlake.settings import RunDefaults
+from pipeline.demo import run_demo
 
 
 def run(settings, quick: bool = False) -> dict:
     if quick:
         rate, seconds = 50.0, 15.0
     else:
-        rate, seconds = positive_number("BENCH_LATENCY_RATE", 1000.0), positive_number("BENCH_LATENCY_SECONDS", 90.0)
+        defaults = RunDefaults.from_env()
+        rate, seconds = defaults.bench_latency_rate, defaults.bench_latency_seconds
     summary = run_demo(settings, seconds=seconds, rate=rate, scenario="steady", interval=2.0 if quick else 5.0,
                        trigger=1.0, live=False)
     return {

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import threading
 import time
@@ -24,16 +23,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from ecomlake import broker, contract
+from ecomlake import broker
 from ecomlake.arguments import positive_float
 from ecomlake.errors import EcomlakeError
-from ecomlake.settings import Settings, load, positive_number
+from ecomlake.settings import RunDefaults, Settings, load
+from ecomlake.tables import LAKE_TABLES, ORDER_PAYMENTS_ENRICHED
+from serving import queries
 
-TOP_QUERIES = {
-    "GMV per minute, last 60 minutes": "select minute_bucket, gmv, paid_orders from gold.vw_sales_last_60min order by minute_bucket desc limit 5",
-    "Busiest minutes overall": "select minute_bucket, gmv, paid_orders from gold.fct_sales_minute order by gmv desc limit 3",
-    "Total GMV and paid orders": "select sum(gmv) as gmv_usd, sum(paid_orders) as paid_orders, count(*) as minutes from gold.fct_sales_minute",
-}
+# The questions from trino/queries a user would ask next, and how many rows of each the summary shows.
+TOP_QUERIES = {"recent_sales": 5, "busiest_minutes": 3, "total_gmv": 1}
 
 
 
@@ -65,7 +63,7 @@ class LatencyProbe:
     def snapshot(self, settings: Settings) -> dict:
         from deltalake import DeltaTable
 
-        uri = settings.table_uri(contract.SILVER_SCHEMA, contract.SILVER_ENRICHED)
+        uri = ORDER_PAYMENTS_ENRICHED.uri(settings)
         if not DeltaTable.is_deltatable(uri):
             return {}
         table = DeltaTable(uri).to_pyarrow_table(columns=["order_id", "fully_paid", "last_published_ts"])
@@ -118,15 +116,7 @@ def gold_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
 
 
 def refresh_counts(settings: Settings, state: DemoState) -> None:
-    tables = {
-        "bronze orders": (contract.BRONZE_SCHEMA, contract.BRONZE_ORDERS),
-        "bronze payments": (contract.BRONZE_SCHEMA, contract.BRONZE_PAYMENTS),
-        "silver orders_clean": (contract.SILVER_SCHEMA, contract.SILVER_ORDERS),
-        "silver payments_clean": (contract.SILVER_SCHEMA, contract.SILVER_PAYMENTS),
-        "silver enriched": (contract.SILVER_SCHEMA, contract.SILVER_ENRICHED),
-        "silver quarantine": (contract.SILVER_SCHEMA, contract.SILVER_QUARANTINE),
-    }
-    counts = {name: table_rows(settings.table_uri(*parts)) for name, parts in tables.items()}
+    counts = {f"{t.layer} {t.name.removesuffix('_raw')}": table_rows(t.uri(settings)) for t in LAKE_TABLES}
     try:
         _, rows = gold_query(settings, "select count(*) from gold.fct_sales_minute")
         counts["gold minutes"] = rows[0][0] if rows else 0
@@ -185,8 +175,8 @@ class _Generator(threading.Thread):
 
 def _cycle(spark, settings: Settings, state: DemoState) -> None:
     """One silver run, then one gold build; records the latency of every order gold made visible."""
-    from batch.silver import run_silver
-    from ecomlake.gold import run_gold
+    from batch.silver.jobs import run_silver
+    from gold.build import run_gold
 
     started = time.perf_counter()
     run_silver(spark, settings)
@@ -236,7 +226,7 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
     """Run the pipeline; returns the summary (also written to <lakehouse>/demo/summary.json)."""
     from contextlib import nullcontext
 
-    from ecomlake.dashboard import read_last_minutes, render
+    from serving.dashboard import read_last_minutes, render
     from ecomlake.spark import get_spark
     from generator.publish import ensure_topics
     from streaming.bronze import run_available_now, start_bronze
@@ -347,9 +337,11 @@ def print_summary(settings: Settings, summary: dict) -> None:
     if not Path(settings.warehouse_path).exists():
         return
     console.print(f"\nQuery gold yourself: duckdb {settings.warehouse_path}")
-    for title, sql in TOP_QUERIES.items():
+    for name, limit in TOP_QUERIES.items():
+        title, sql = queries.load(name).title, queries.load(name).sql
         try:
             columns, rows = gold_query(settings, sql)
+            rows = rows[:limit]
         except Exception as err:
             console.print(f"[red]{title}: {err}[/red]")
             continue
@@ -365,16 +357,17 @@ def print_summary(settings: Settings, summary: dict) -> None:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="ecomlake demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=positive_float, default=positive_number("DEMO_SECONDS", 120),
+    defaults = RunDefaults.from_env()
+    parser.add_argument("--seconds", type=positive_float, default=defaults.demo_seconds,
                         help="how long the generator publishes (env DEMO_SECONDS, default %(default)s)")
-    parser.add_argument("--rate", type=positive_float, default=positive_number("DEMO_RATE", 200),
+    parser.add_argument("--rate", type=positive_float, default=defaults.demo_rate,
                         help="events per second (env DEMO_RATE, default %(default)s)")
     from generator.scenarios import SCENARIOS
 
-    parser.add_argument("--scenario", choices=tuple(SCENARIOS), default=os.environ.get("DEMO_SCENARIO", "late_and_duplicates"))
+    parser.add_argument("--scenario", choices=tuple(SCENARIOS), default=defaults.demo_scenario)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--interval", type=positive_float, default=positive_number("DEMO_INTERVAL", 10),
-                        help="seconds between silver + gold runs (default %(default)s)")
+    parser.add_argument("--interval", type=positive_float, default=defaults.demo_interval,
+                        help="seconds between silver + gold runs (env DEMO_INTERVAL, default %(default)s)")
     parser.add_argument("--trigger", type=positive_float, default=1.0, help="bronze micro-batch trigger in seconds")
     parser.add_argument("--no-live", action="store_true", help="no live status view (for logs and CI)")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from batch import silver_enrich, silver_orders, silver_payments
+from batch.silver import common, enrich, orders, payments
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ecomlake.lake import LakeEngine
     from ecomlake.settings import Settings
 
-JOBS = {"orders": silver_orders.run, "payments": silver_payments.run, "enrich": silver_enrich.run}
+JOBS = {"orders": orders.run, "payments": payments.run, "enrich": enrich.run}
 
 
 def run_silver(
@@ -43,21 +43,11 @@ def run_silver(
     return results
 
 
-def run_jobs(only: Sequence[str] | None = None) -> int:
-    from ecomlake.settings import Settings
-    from ecomlake.spark import get_spark
-
-    settings = Settings.from_env()
-    spark = get_spark(settings, app_name="ecomlake-silver")
-    run_silver(spark, settings, only, echo=lambda line: print(line, flush=True))
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ecomlake silver", description=__doc__)
     parser.add_argument("--only", choices=list(JOBS), help="run just this job")
     args = parser.parse_args(argv)
-    return run_jobs([args.only] if args.only else None)
+    return common.run_standalone(*(job for name, job in JOBS.items() if args.only in (None, name)))
 
 
 if __name__ == "__main__":

@@ -22,40 +22,23 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from ecomlake.contract import MONEY_TYPE
+from ecomlake import tables
+from ecomlake.tables import ddl_columns as columns
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from ecomlake.lake import LakeEngine
+    from ecomlake.settings import Settings
 
-ITEMS_TYPE = f"array<struct<sku:string,qty:int,unit_price:{MONEY_TYPE}>>"
-LINEAGE_DDL = "topic string, `partition` int, `offset` bigint, kafka_timestamp timestamp, ingest_ts timestamp"
-ORDERS_CLEAN_DDL = (
-    f"order_id string, event_id string, event_type string, user_id string, items {ITEMS_TYPE}, currency string, "
-    f"total_amount {MONEY_TYPE}, status string, order_ts timestamp, event_ts timestamp, event_date date, "
-    + LINEAGE_DDL
-)
-ORDER_EVENTS_DDL = (
-    f"order_id string, event_id string, event_type string, user_id string, items {ITEMS_TYPE}, currency string, "
-    f"total_amount {MONEY_TYPE}, status string, event_ts timestamp, event_date date, " + LINEAGE_DDL
-)
-PAYMENTS_CLEAN_DDL = (
-    f"event_id string, payment_id string, order_id string, amount {MONEY_TYPE}, amount_cents bigint, "
-    "currency string, status string, method string, event_ts timestamp, event_date date, " + LINEAGE_DDL
-)
-ENRICHED_DDL = (
-    f"order_id string, user_id string, total_amount {MONEY_TYPE}, paid_amount {MONEY_TYPE}, currency string, "
-    "status string, fully_paid boolean, order_ts timestamp, last_payment_ts timestamp, "
-    "last_published_ts timestamp, updated_ts timestamp"
-)
-QUARANTINE_DDL = (
-    "topic string, `partition` int, `offset` bigint, raw_key string, raw_value string, raw_value_b64 string, "
-    "kafka_timestamp timestamp, reason string, quarantined_ts timestamp, source_table string"
-)
+ORDERS_CLEAN_DDL = tables.ORDERS_CLEAN.ddl
+ORDER_EVENTS_DDL = tables.ORDER_EVENTS.ddl
+PAYMENTS_CLEAN_DDL = tables.PAYMENTS_CLEAN.ddl
+ENRICHED_DDL = tables.ORDER_PAYMENTS_ENRICHED.ddl
+QUARANTINE_DDL = tables.QUARANTINE.ddl
 LINEAGE = ("topic", "partition", "offset", "kafka_timestamp", "ingest_ts")
 RAW_COLUMNS = ("topic", "partition", "offset", "raw_key", "raw_value", "raw_value_b64", "kafka_timestamp")
-QUARANTINE_KEYS = ("topic", "partition", "offset")
+QUARANTINE_KEYS = tables.QUARANTINE.keys
 # Merge predicate of event tables: a stored event is replaced only by an earlier copy of itself.
 EARLIER_COPY = (
     "source.`partition` < target.`partition` OR "
@@ -63,17 +46,6 @@ EARLIER_COPY = (
 )
 
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
-
-
-def columns(ddl: str) -> list[str]:
-    """Column names of a `name type, ...` DDL string (no Spark session needed)."""
-    names, depth, start = [], 0, 0
-    for i, ch in enumerate(ddl + ","):
-        depth += {"<": 1, "(": 1, ">": -1, ")": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            names.append(ddl[start:i].split()[0].strip("`"))
-            start = i + 1
-    return names
 
 
 def empty(spark: "SparkSession", ddl: str) -> DataFrame:
@@ -326,3 +298,17 @@ class JobStats:
             f"silver {self.job}: read {self.read} rows (bronze v{first}..v{self.source_to}), wrote {self.written}, "
             f"quarantined {self.quarantined}, duplicates removed {self.duplicates} in {self.seconds:.1f} s"
         )
+
+
+def run_standalone(*jobs: Callable[["SparkSession", "Settings", "LakeEngine"], JobStats]) -> int:
+    """A `main()` for `ecomlake silver` and each job's spark-submit entry: settings, session, the jobs in order."""
+    from ecomlake.lake import get_engine
+    from ecomlake.settings import Settings
+    from ecomlake.spark import get_spark
+
+    settings = Settings.from_env()
+    spark = get_spark(settings, app_name="ecomlake-silver")
+    lake = get_engine(spark, settings)
+    for job in jobs:
+        print(job(spark, settings, lake).summary(), flush=True)
+    return 0

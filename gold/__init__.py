@@ -1,0 +1,1 @@
+"""Gold: runs the dbt project in dbt/ (DuckDB embedded, Trino on the cluster stack) over the silver tables."""
