@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ECOM   := $(BIN)/ecomlake
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast demo bench jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
+.PHONY: help install test test-deps test-fast demo bench jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
         gold dbt-test freshness dbt-docs maintain up down ps logs clean
 
 help:
@@ -26,7 +26,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# What the tests need beyond Python: Debian packages (installed when run as root, as in CI) and the JVM parts
+# (`make jvm-parts`, cached). Without them the tests that need them skip with one line, except under CI=true.
+DEBIAN_TEST_PACKAGES := docker-compose
+test-deps: $(STAMP)
+	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "make test: missing Debian packages ($$missing): apt-get install $$missing"; fi; fi
+	@$(BIN)/python -m ecomlake.jvm.parts || [ "$$CI" != "true" ]
+
+test: test-deps
 	$(BIN)/python -m pytest tests
 
 demo: $(STAMP)

@@ -55,9 +55,7 @@ SILVER_QUARANTINE = "quarantine"
 SILVER_ORDER_EVENTS = "order_events"
 GOLD_SCHEMA = "gold"
 
-# bronze: raw_key, raw_value (string), topic, partition, offset, kafka_timestamp, ingest_ts (+ raw_value_b64, see
-# streaming/bronze.py for how non-UTF-8 payloads are kept).
-BRONZE_COLUMNS = ("raw_key", "raw_value", "topic", "partition", "offset", "kafka_timestamp", "ingest_ts")
+# Each table's columns, keys and partitioning: ecomlake/tables.py (the table registry).
 
 # FX to the reporting currency (USD). The dbt seed dbt/seeds/fx_rates.csv holds the same rates; a test checks that.
 FX_TO_USD = {"USD": Decimal("1.0000"), "EUR": Decimal("1.0800"), "GBP": Decimal("1.2700")}

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("pipeline.bench.run:main", "measure every stage; writes bench/results.json"),
     "register-tables": ("serving.trino_tables:main", "cluster stack: list every lake Delta table in Trino"),
     "metabase": ("serving.metabase:main", "cluster stack: provision Metabase (questions, dashboard)"),
+    "jvm-parts": ("ecomlake.jvm.parts:main", "fetch the cluster stack's JVM parts with mvn into a cache"),
 }
 
 

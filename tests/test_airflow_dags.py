@@ -1,32 +1,33 @@
 """The Airflow DAGs (airflow/dags) load under the Airflow version the cluster image pins, with the schedules,
 triggers and default_args the stack relies on.
 
-Airflow cannot share .venv (its pins conflict with dbt's and pyspark's), so the first run creates .venv-airflow
-from PyPI (about a minute; reused afterwards) with the versions in tests/airflow-constraints-py3.11.txt, and the
-DAGs are loaded there by Airflow's own DagBag (tests/helpers/airflow_dag_report.py).
+The DAGs are loaded in .venv-airflow (tests/helpers/airflow_venv.py) by Airflow's own DagBag
+(tests/helpers/airflow_dag_report.py), once per environment the DAGs read when parsed: the cluster stack's
+(DBT_TARGET=trino, as docker-compose.yml sets it), the embedded stack's (DBT_TARGET=duckdb, ECOMLAKE_BIN and
+ECOMLAKE_RETRY_DELAY_SECONDS set), and one with a bad ECOMLAKE_RETRY_DELAY_SECONDS. tests/test_airflow_e2e.py
+runs the DAGs for real.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
+from helpers.airflow_venv import (AIRFLOW_VERSION, CONSTRAINTS, DAGS, REPO, REPORT_SCRIPT, airflow_env,
+                                  ensure_airflow_venv)
 from pipeline.cli import COMMANDS
 
-REPO = Path(__file__).resolve().parent.parent
-AIRFLOW_VERSION = "3.3.2"
-VENV = REPO / ".venv-airflow"
-CONSTRAINTS = REPO / "tests" / "airflow-constraints-py3.11.txt"
 DAG_IDS = {"bronze_streams_raw", "silver_jobs", "gold_dbt"}
+EMBEDDED_BIN = "/opt/my venv/bin/ecomlake"  # a path with a space: the DAGs must quote it
+VARIANTS = {
+    "cluster": {"DBT_TARGET": "trino", "ECOMLAKE_BIN": None, "ECOMLAKE_RETRY_DELAY_SECONDS": None},
+    "embedded": {"DBT_TARGET": "duckdb", "ECOMLAKE_BIN": EMBEDDED_BIN, "ECOMLAKE_RETRY_DELAY_SECONDS": "5"},
+    "unset": {"DBT_TARGET": None, "ECOMLAKE_BIN": None, "ECOMLAKE_RETRY_DELAY_SECONDS": None},
+    "bad_delay": {"ECOMLAKE_RETRY_DELAY_SECONDS": "soon"},
+}
 
 
 def _airflow_version_pinned_by_the_image() -> str:
@@ -34,42 +35,22 @@ def _airflow_version_pinned_by_the_image() -> str:
     return re.search(r"(?m)^ARG AIRFLOW_VERSION=(\S+)$", dockerfile).group(1)
 
 
-def ensure_airflow_venv() -> Path:
-    """.venv-airflow/bin/python with apache-airflow installed; created once, guarded by a lock file."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / f".installed-apache-airflow-{AIRFLOW_VERSION}"
-    VENV.parent.mkdir(exist_ok=True)
-    with open(Path(tempfile.gettempdir()) / "ecomlake-venv-airflow.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists():
-            return python
-        started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        spec = [f"apache-airflow=={AIRFLOW_VERSION}"]
-        if sys.version_info[:2] == (3, 11):
-            spec += ["--constraint", str(CONSTRAINTS)]
-        run = subprocess.run(pip + spec, capture_output=True, text=True, timeout=900)
-        if run.returncode != 0:
-            pytest.fail(f"installing Airflow {AIRFLOW_VERSION} into {VENV} failed:\n{run.stderr[-3000:]}")
-        stamp.write_text(f"installed in {time.monotonic() - started:.0f}s\n")
-        print(f"created {VENV} in {time.monotonic() - started:.0f}s", file=sys.stderr)
-        return python
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> dict:
+    python = ensure_airflow_venv()
+    home = tmp_path_factory.mktemp("airflow-home")
+    out, variants = home / "report.json", home / "variants.json"
+    variants.write_text(json.dumps(VARIANTS))
+    run = subprocess.run([str(python), str(REPORT_SCRIPT), str(DAGS), str(out), str(variants)],
+                         env=airflow_env(home), capture_output=True, text=True, timeout=300, cwd=home)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(out.read_text())
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    python = ensure_airflow_venv()
-    home = tmp_path_factory.mktemp("airflow-home")
-    out = home / "report.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "airflow" / "dags"), "PYTHONDONTWRITEBYTECODE": "1"})
-    run = subprocess.run([str(python), str(REPO / "tests" / "helpers" / "airflow_dag_report.py"),
-                          str(REPO / "airflow" / "dags"), str(out)], env=env, capture_output=True, text=True,
-                         timeout=300, cwd=home)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(out.read_text())
+def report(reports) -> dict:
+    """The DAGs as the cluster stack loads them."""
+    return reports["cluster"]
 
 
 def test_the_test_venv_uses_the_airflow_version_of_the_image():
@@ -77,9 +58,10 @@ def test_the_test_venv_uses_the_airflow_version_of_the_image():
     assert f"apache-airflow=={AIRFLOW_VERSION}" in CONSTRAINTS.read_text().splitlines()
 
 
-def test_dags_import_without_errors(report):
-    assert report["import_errors"] == {}
-    assert set(report["dags"]) == DAG_IDS
+def test_dags_import_without_errors(reports):
+    for variant in ("cluster", "embedded", "unset"):
+        assert reports[variant]["import_errors"] == {}, variant
+        assert set(reports[variant]["dags"]) == DAG_IDS, variant
 
 
 def test_bronze_stream_runs_continuously_one_at_a_time_and_is_restarted(report):
@@ -112,15 +94,18 @@ def test_gold_is_triggered_by_the_silver_asset_and_runs_build_then_freshness(rep
     assert tasks["dbt_source_freshness"]["upstream"] == ["dbt_build"]
 
 
-def test_every_task_retries_twice_times_out_after_ten_minutes_and_logs_failures(report):
+def test_every_task_retries_twice_times_out_after_ten_minutes_and_logs_every_failed_try(report):
     for dag_id, dag in report["dags"].items():
         for task_id, task in dag["tasks"].items():
             assert task["retries"] == 2 and task["retry_delay_s"] == 120, (dag_id, task_id)
             if dag_id != "bronze_streams_raw":
                 assert task["execution_timeout_s"] == 600, (dag_id, task_id)
-            line = task["failure_log"]
-            assert "ecomlake task FAILED" in line and "dag=some_dag task=some_task" in line, (dag_id, task_id)
-            assert "try=3/3" in line and "RuntimeError: boom" in line, (dag_id, task_id)
+            # the last try calls on_failure_callback, a try that will be retried calls on_retry_callback
+            for key, tried, outcome in (("failure_log", "try=3/3", "(no retries left)"),
+                                        ("retry_log", "try=1/3", "(will retry)")):
+                line = task[key]
+                assert "ecomlake task FAILED" in line and "dag=some_dag task=some_task" in line, (dag_id, task_id)
+                assert f"{tried} {outcome}" in line and "RuntimeError: boom" in line, (dag_id, task_id, key)
 
 
 def test_tasks_call_existing_ecomlake_commands(report):
@@ -128,3 +113,25 @@ def test_tasks_call_existing_ecomlake_commands(report):
         for task in dag["tasks"].values():
             program, subcommand, *_ = task["bash_command"].split()
             assert program == "ecomlake" and subcommand in COMMANDS, task["bash_command"]
+
+
+def test_on_the_embedded_stack_the_dags_run_the_given_ecomlake_and_register_nothing_in_trino(reports):
+    """DBT_TARGET=duckdb has no Trino: register_tables says so and succeeds, still updating the silver asset;
+    ECOMLAKE_BIN (quoted) and ECOMLAKE_RETRY_DELAY_SECONDS reach every task."""
+    dags = reports["embedded"]["dags"]
+    assert dags["bronze_streams_raw"]["tasks"]["stream_bronze"]["bash_command"] == f"'{EMBEDDED_BIN}' bronze"
+    assert dags["gold_dbt"]["tasks"]["dbt_build"]["bash_command"] == f"'{EMBEDDED_BIN}' gold"
+    register = dags["silver_jobs"]["tasks"]["register_tables"]
+    assert register["bash_command"].startswith("echo ") and "DBT_TARGET=duckdb" in register["bash_command"]
+    assert register["outlets"] == ["ecomlake_silver"] and register["upstream"] == ["silver"]
+    for dag in dags.values():
+        for task in dag["tasks"].values():
+            assert task["retry_delay_s"] == 5 and task["retries"] == 2
+    # the project's own default (settings.py): no DBT_TARGET means duckdb
+    unset = reports["unset"]["dags"]["silver_jobs"]["tasks"]["register_tables"]["bash_command"]
+    assert unset.startswith("echo ") and "DBT_TARGET=duckdb" in unset
+
+
+def test_a_bad_retry_delay_is_an_import_error_naming_the_variable(reports):
+    errors = reports["bad_delay"]["import_errors"]
+    assert errors and all("ECOMLAKE_RETRY_DELAY_SECONDS='soon'" in e for e in errors.values()), errors

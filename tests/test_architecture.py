@@ -154,3 +154,18 @@ def test_settings_reads_every_documented_variable():
     settings_tree = SOURCES["ecomlake.settings"][1]
     named = {n.value for n in ast.walk(settings_tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     assert documented and not documented - named, sorted(documented - named)
+
+
+def test_dbt_sources_are_the_registry_tables_gold_reads():
+    """dbt's _sources.yml and the table registry name the same silver tables and keys."""
+    import yaml
+
+    from ecomlake.tables import GOLD_SOURCES
+
+    sources = yaml.safe_load((REPO / "dbt" / "models" / "staging" / "_sources.yml").read_text())["sources"]
+    silver = next(s for s in sources if s["name"] == "silver")
+    assert {t["name"] for t in silver["tables"]} == {t.name for t in GOLD_SOURCES}
+    for table in GOLD_SOURCES:
+        declared = next(t for t in silver["tables"] if t["name"] == table.name)
+        unique = {c["name"] for c in declared.get("columns", []) if "unique" in str(c.get("data_tests", c.get("tests")))}
+        assert not unique or unique == set(table.keys), (table.name, unique, table.keys)

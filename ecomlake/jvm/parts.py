@@ -150,6 +150,7 @@ def _fetch_part(p: Part, cache: Path, log: Callable[[str], None]) -> Path:
     dest = cache / p.folder
     if is_fetched(p.name, cache):
         return dest
+    _mvn()
     log(f"jvm-parts: fetching {p.name} ({', '.join(p.artifacts)}) with mvn into {dest}")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{p.name}-", dir=cache) as tmp:
@@ -162,6 +163,8 @@ def _fetch_part(p: Part, cache: Path, log: Callable[[str], None]) -> Path:
             else:
                 _link_or_copy(file, staging / file.name)
         (staging / MARKER).write_text(p.fingerprint())
+        if is_fetched(p.name, cache):  # another process finished first: keep what may already be in use
+            return dest
         if dest.exists():
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)

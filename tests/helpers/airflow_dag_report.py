@@ -1,11 +1,19 @@
 """Run by tests/test_airflow_dags.py inside the Airflow venv: load airflow/dags with Airflow's own DagBag and
-print, as JSON, what the tests check (import errors, schedules, asset triggers and outlets, default_args)."""
+print, as JSON, what the tests check (import errors, schedules, asset triggers and outlets, default_args).
+
+usage: airflow_dag_report.py DAG_FOLDER OUT.json [VARIANTS.json]
+
+VARIANTS.json maps a variant name to environment overrides (a null value unsets the variable); the DAGs are
+loaded afresh under each (the DAGs read a few variables when they are parsed: ECOMLAKE_BIN,
+ECOMLAKE_RETRY_DELAY_SECONDS, DBT_TARGET) and the report holds one entry per variant. Without it, one variant,
+"default", with the environment as it is."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
 import sys
 from datetime import timedelta
 from types import SimpleNamespace
@@ -15,15 +23,15 @@ def _seconds(value):
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
-def _failure_log(callback) -> str:
-    """What the task's failure callback logs for a failed try (it must name the task and the error)."""
+def _callback_log(callback, try_number: int) -> str:
+    """What a task callback logs for a failed try `try_number` of 3 (it must name the task, try and error)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logger = logging.getLogger("ecomlake.airflow")
     logger.addHandler(handler)
     try:
-        ti = SimpleNamespace(dag_id="some_dag", task_id="some_task", run_id="manual__1", try_number=3, max_tries=2,
-                             log_url="http://airflow/log")
+        ti = SimpleNamespace(dag_id="some_dag", task_id="some_task", run_id="manual__1", try_number=try_number,
+                             max_tries=2, log_url="http://airflow/log")
         for one in callback if isinstance(callback, list) else [callback]:
             one({"ti": ti, "exception": RuntimeError("boom"), "run_id": "manual__1"})
     finally:
@@ -31,10 +39,10 @@ def _failure_log(callback) -> str:
     return stream.getvalue()
 
 
-def main(dag_folder: str, out_path: str) -> None:
-    sys.path.insert(0, dag_folder)  # as Airflow does with its DAGS_FOLDER: the DAGs import ecomlake_common
+def _report(dag_folder: str) -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
+    sys.modules.pop("ecomlake_common", None)  # the DAGs' shared module reads the environment when imported
     bag = DagBag(dag_folder=dag_folder)
     report = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
     for dag_id, dag in bag.dags.items():
@@ -51,10 +59,12 @@ def main(dag_folder: str, out_path: str) -> None:
             "is_paused_upon_creation": dag.is_paused_upon_creation,
             "tasks": {
                 task.task_id: {
+                    "operator": type(task).__name__,
                     "retries": task.retries,
                     "retry_delay_s": _seconds(task.retry_delay),
                     "execution_timeout_s": _seconds(task.execution_timeout),
-                    "failure_log": _failure_log(task.on_failure_callback) if task.on_failure_callback else "",
+                    "failure_log": _callback_log(task.on_failure_callback, 3) if task.on_failure_callback else "",
+                    "retry_log": _callback_log(task.on_retry_callback, 1) if task.on_retry_callback else "",
                     "bash_command": getattr(task, "bash_command", None),
                     "upstream": sorted(task.upstream_task_ids),
                     "outlets": sorted(getattr(o, "name", str(o)) for o in task.outlets),
@@ -62,9 +72,31 @@ def main(dag_folder: str, out_path: str) -> None:
                 for task in dag.tasks
             },
         }
+    return report
+
+
+def main(dag_folder: str, out_path: str, variants_path: str | None = None) -> None:
+    sys.path.insert(0, dag_folder)  # as Airflow does with its DAGS_FOLDER: the DAGs import ecomlake_common
+    variants = {"default": {}}
+    if variants_path:
+        with open(variants_path) as handle:
+            variants = json.load(handle)
+    reports = {}
+    base = dict(os.environ)
+    for name, overrides in variants.items():
+        os.environ.clear()
+        os.environ.update(base)
+        for key, value in overrides.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reports[name] = _report(dag_folder)
+    os.environ.clear()
+    os.environ.update(base)
     with open(out_path, "w") as handle:
-        json.dump(report, handle)
+        json.dump(reports if variants_path else reports["default"], handle)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])
