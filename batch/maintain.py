@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from batch.silver import enrich as silver_enrich, orders as silver_orders, payments as silver_payments
 from ecomlake.errors import EcomlakeError
+from ecomlake.locks import single_writer
 from ecomlake import tables
 from ecomlake.tables import LAKE_TABLES
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from ecomlake.lake import LakeEngine
     from ecomlake.settings import Settings
+    from ecomlake.tables import Table
 
 DEFAULT_RETENTION_HOURS = 168
 MIN_RETENTION_HOURS = 1
@@ -98,29 +100,32 @@ def run_maintain(
     check_retention(retention_hours)
     lake = lake or get_engine(spark, settings)
     readers = _readers(settings)
-    results = []
-    for table in LAKE_TABLES:
-        name, uri, started = table.qualified, table.uri(settings), time.monotonic()
-        if not lake.exists(uri):
-            result = {"table": name, "skipped": "no table yet"}
-            line = f"{name}: no table yet, skipped"
-        else:
-            compacted = lake.optimize(uri)
-            hours, why = safe_retention(lake, uri, retention_hours, readers.get(uri, []), datetime.now(timezone.utc))
-            deleted = lake.vacuum(uri, hours)
-            result = {
-                "table": name, **compacted, "files_deleted": len(deleted), "retention_hours": hours,
-                "seconds": round(time.monotonic() - started, 3),
-            }
-            line = (
-                f"{name}: compacted {compacted['files_removed']} files into {compacted['files_added']}, "
-                f"vacuumed {len(deleted)} files (retention {hours} h{': ' + why if why else ''}) "
-                f"in {result['seconds']:.1f} s"
-            )
-        if echo:
-            echo(line)
-        results.append(result)
-    return results
+    with single_writer(settings.lakehouse_uri, "maintain"):
+        return [_maintain_table(lake, table, settings, retention_hours, readers, echo) for table in LAKE_TABLES]
+
+
+def _maintain_table(lake: "LakeEngine", table: "Table", settings: "Settings", retention_hours: int,
+                    readers: dict, echo: Callable[[str], None] | None) -> dict:
+    name, uri, started = table.qualified, table.uri(settings), time.monotonic()
+    if not lake.exists(uri):
+        result = {"table": name, "skipped": "no table yet"}
+        line = f"{name}: no table yet, skipped"
+    else:
+        compacted = lake.optimize(uri)
+        hours, why = safe_retention(lake, uri, retention_hours, readers.get(uri, []), datetime.now(timezone.utc))
+        deleted = lake.vacuum(uri, hours)
+        result = {
+            "table": name, **compacted, "files_deleted": len(deleted), "retention_hours": hours,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        line = (
+            f"{name}: compacted {compacted['files_removed']} files into {compacted['files_added']}, "
+            f"vacuumed {len(deleted)} files (retention {hours} h{': ' + why if why else ''}) "
+            f"in {result['seconds']:.1f} s"
+        )
+    if echo:
+        echo(line)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 
 from ecomlake.arguments import non_negative_int
 from ecomlake.errors import EcomlakeError
+from ecomlake.locks import single_writer
 from ecomlake.settings import Settings
 from ecomlake.tables import GOLD_SOURCES
 
@@ -156,7 +157,8 @@ def build(settings: Settings, full_refresh: bool = False, tests: bool = True, qu
         command.append("--full-refresh")
     if not tests:
         command += ["--exclude", "resource_type:test", "resource_type:unit_test"]
-    result = invoke(settings, command, quiet=quiet)
+    with single_writer(settings.lakehouse_uri, "gold"):
+        result = invoke(settings, command, quiet=quiet)
     _check(result)
     return result
 

@@ -24,12 +24,14 @@ import signal
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 from ecomlake.arguments import positive_float, positive_int
 from ecomlake import contract
 from ecomlake.errors import EcomlakeError
+from ecomlake.locks import single_writer
 from ecomlake.settings import Settings, load
 from streaming import checkpoint_log
 from streaming.kafka_client import BrokerView
@@ -221,6 +223,7 @@ class Bronze:
     queries: list["StreamingQuery"]
     writers: list[BatchWriter]
     monitor: LagMonitor
+    locks: ExitStack = field(default_factory=ExitStack)
 
     def stats(self) -> dict:
         return {w.bronze.table: w.stats for w in self.writers}
@@ -231,6 +234,7 @@ class Bronze:
         for query in self.queries:
             _stop_between_batches(query, wait_s)
         self.monitor.close()
+        self.locks.close()
 
 
 def _stop_between_batches(query: "StreamingQuery", wait_s: float) -> None:
@@ -241,6 +245,18 @@ def _stop_between_batches(query: "StreamingQuery", wait_s: float) -> None:
         time.sleep(0.02)
     if query.isActive:
         query.stop()
+
+
+def _hold_locks(settings: Settings) -> ExitStack:
+    """One bronze writer per table: a second `ecomlake bronze` on the same lake is refused at once."""
+    locks = ExitStack()
+    try:
+        for bronze in bronze_tables(settings):
+            locks.enter_context(single_writer(settings.lakehouse_uri, f"bronze:{bronze.table}"))
+    except BaseException:
+        locks.close()
+        raise
+    return locks
 
 
 def _prepare(spark: "SparkSession", settings: Settings, connect_timeout_s: float):
@@ -271,14 +287,20 @@ def _start_query(spark, settings, bronze: BronzeTable, engine, monitor, trigger,
 def start_bronze(spark: "SparkSession", settings: Settings, trigger_seconds: float = DEFAULT_TRIGGER_S,
                  max_offsets: int | None = None, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> Bronze:
     """Start both queries, running until stopped (a micro-batch every `trigger_seconds`)."""
-    monitor, engine = _prepare(spark, settings, connect_timeout_s)
-    queries, writers = [], []
-    for bronze in bronze_tables(settings):
-        query, writer = _start_query(spark, settings, bronze, engine, monitor,
-                                     {"processingTime": f"{round(trigger_seconds * 1000)} milliseconds"}, max_offsets)
-        queries.append(query)
-        writers.append(writer)
-    return Bronze(queries, writers, monitor)
+    locks = _hold_locks(settings)
+    try:
+        monitor, engine = _prepare(spark, settings, connect_timeout_s)
+        queries, writers = [], []
+        for bronze in bronze_tables(settings):
+            query, writer = _start_query(spark, settings, bronze, engine, monitor,
+                                         {"processingTime": f"{round(trigger_seconds * 1000)} milliseconds"},
+                                         max_offsets)
+            queries.append(query)
+            writers.append(writer)
+    except BaseException:
+        locks.close()
+        raise
+    return Bronze(queries, writers, monitor, locks)
 
 
 def run_available_now(spark: "SparkSession", settings: Settings, max_offsets: int | None = None,
@@ -289,6 +311,12 @@ def run_available_now(spark: "SparkSession", settings: Settings, max_offsets: in
     one single batch (ignoring maxOffsetsPerTrigger), so instead the end offsets are snapshotted here, the source
     is told never to plan past them (ecomlake.endingOffsets) and the query stops once its checkpoint has
     committed them."""
+    with _hold_locks(settings):
+        return _run_available_now(spark, settings, max_offsets, connect_timeout_s, poll_s)
+
+
+def _run_available_now(spark: "SparkSession", settings: Settings, max_offsets: int | None,
+                       connect_timeout_s: float, poll_s: float) -> dict:
     started = time.monotonic()
     monitor, engine = _prepare(spark, settings, connect_timeout_s)
     running: list[tuple["StreamingQuery", BatchWriter, dict | None]] = []

@@ -303,12 +303,14 @@ class JobStats:
 def run_standalone(*jobs: Callable[["SparkSession", "Settings", "LakeEngine"], JobStats]) -> int:
     """A `main()` for `ecomlake silver` and each job's spark-submit entry: settings, session, the jobs in order."""
     from ecomlake.lake import get_engine
+    from ecomlake.locks import single_writer
     from ecomlake.settings import Settings
     from ecomlake.spark import get_spark
 
     settings = Settings.from_env()
-    spark = get_spark(settings, app_name="ecomlake-silver")
-    lake = get_engine(spark, settings)
-    for job in jobs:
-        print(job(spark, settings, lake).summary(), flush=True)
+    with single_writer(settings.lakehouse_uri, "silver"):
+        spark = get_spark(settings, app_name="ecomlake-silver")
+        lake = get_engine(spark, settings)
+        for job in jobs:
+            print(job(spark, settings, lake).summary(), flush=True)
     return 0

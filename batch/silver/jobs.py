@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from batch.silver import common, enrich, orders, payments
+from ecomlake.locks import single_writer
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,13 +34,14 @@ def run_silver(
 
     lake = lake or get_engine(spark, settings)
     results = {}
-    for name, job in JOBS.items():
-        if only and name not in only:
-            continue
-        stats = job(spark, settings, lake)
-        if echo:
-            echo(stats.summary())
-        results[name] = stats.as_dict()
+    with single_writer(settings.lakehouse_uri, "silver"):
+        for name, job in JOBS.items():
+            if only and name not in only:
+                continue
+            stats = job(spark, settings, lake)
+            if echo:
+                echo(stats.summary())
+            results[name] = stats.as_dict()
     return results
 
 
