@@ -17,6 +17,7 @@ Also runnable with spark-submit: `spark-submit streaming/bronze.py --available-n
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import re
@@ -34,7 +35,7 @@ from ecomlake.errors import EcomlakeError
 from ecomlake.locks import single_writer
 from ecomlake.settings import Settings, load
 from streaming import checkpoint_log
-from streaming.kafka_client import BrokerView
+from streaming.kafka_client import BrokerView, records_at
 from streaming.offsets import flatten, lost_data
 from streaming.sources import source_for
 
@@ -268,6 +269,54 @@ def _prepare(spark: "SparkSession", settings: Settings, connect_timeout_s: float
     return LagMonitor(view), engine
 
 
+def check_same_broker(settings: Settings, bronze: BronzeTable, engine, monitor: "LagMonitor") -> None:
+    """Stop, rather than skip messages, when the broker is not the one the checkpoint read from.
+
+    A broker that lost its data (the embedded one keeps it in memory) or a topic deleted and created again starts
+    its offsets over. With fewer messages than before, the end offsets fall below the checkpoint (lost_data);
+    with more, offsets the checkpoint already passed hold new messages that bronze would never read. So the last
+    message bronze stored in each partition must still be on the broker at the same offset."""
+    committed = checkpoint_log.committed_offsets(bronze.checkpoint)
+    if committed is None or not engine.exists(bronze.uri):
+        return
+    last = {tp: offset - 1 for tp, offset in flatten(committed[1]).items() if offset > 0}
+    with monitor.lock:
+        earliest = monitor.view.earliest(list(last))
+        ends = monitor.view.latest(list(last))
+        for tp, offset in last.items():
+            if ends[tp] <= offset:
+                raise EcomlakeError(lost_data(tp, ends[tp], offset + 1, bronze.checkpoint))
+        checkable = {tp: offset for tp, offset in last.items() if earliest[tp] <= offset}
+        on_broker = records_at(monitor.view, checkable)
+    if not checkable:
+        return
+    from pyspark.sql import functions as F
+
+    wanted = None
+    for (_, partition), offset in checkable.items():
+        cond = (F.col("partition") == partition) & (F.col("offset") == offset)
+        wanted = cond if wanted is None else wanted | cond
+    stored = {
+        (r["topic"], r["partition"]): r
+        for r in engine.read(bronze.uri).filter(wanted).select(
+            "topic", "partition", "offset", "raw_value", "raw_value_b64", "kafka_timestamp").collect()
+    }
+    for tp, offset in sorted(checkable.items()):
+        row, record = stored.get(tp), on_broker.get(tp)
+        if row is None or record is None:
+            continue
+        value = base64.b64decode(row["raw_value_b64"]) if row["raw_value_b64"] else (row["raw_value"] or "").encode()
+        stored_ms = round(row["kafka_timestamp"].timestamp() * 1000)
+        if value != (record[1] or b"") or stored_ms != record[0]:
+            raise EcomlakeError(
+                f"{tp[0]}/{tp[1]} offset {offset} on {settings.kafka_bootstrap} is not the message bronze stored "
+                f"from there: the broker lost its data or the topic was recreated, and reading on from offset "
+                f"{offset + 1} would skip every new message below it. To ingest the new broker's messages, stop "
+                f"bronze, delete the checkpoint {bronze.checkpoint} and the table {bronze.uri} (keep a copy if you "
+                "need the old rows), and run bronze again"
+            )
+
+
 def _start_query(spark, settings, bronze: BronzeTable, engine, monitor, trigger, max_offsets, ending=None):
     if checkpoint_log.checkpoint_offsets(bronze.checkpoint) is None and engine.exists(bronze.uri):
         log.warning("%s already has data but its checkpoint %s is new: the topic is read again from the earliest "
@@ -291,6 +340,8 @@ def start_bronze(spark: "SparkSession", settings: Settings, trigger_seconds: flo
     try:
         monitor, engine = _prepare(spark, settings, connect_timeout_s)
         queries, writers = [], []
+        for bronze in bronze_tables(settings):
+            check_same_broker(settings, bronze, engine, monitor)
         for bronze in bronze_tables(settings):
             query, writer = _start_query(spark, settings, bronze, engine, monitor,
                                          {"processingTime": f"{round(trigger_seconds * 1000)} milliseconds"},
@@ -320,6 +371,8 @@ def _run_available_now(spark: "SparkSession", settings: Settings, max_offsets: i
     started = time.monotonic()
     monitor, engine = _prepare(spark, settings, connect_timeout_s)
     running: list[tuple["StreamingQuery", BatchWriter, dict | None]] = []
+    for bronze in bronze_tables(settings):
+        check_same_broker(settings, bronze, engine, monitor)
     for bronze in bronze_tables(settings):
         if source_for(settings).native_available_now:
             query, writer = _start_query(spark, settings, bronze, engine, monitor, {"availableNow": True}, max_offsets)

@@ -112,3 +112,24 @@ class BrokerView:
             log.warning("end offsets of %s not confirmed within %.0fs; using the broker's report", sorted(pending),
                         self.timeout_s)
         return ends
+
+
+def records_at(view: "BrokerView", coordinates: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, bytes | None]]:
+    """(timestamp ms, value) of the record at each (topic, partition) -> offset; a record the broker does not return
+    within the view's timeout is left out."""
+    from confluent_kafka import TopicPartition
+
+    if not coordinates:
+        return {}
+    view.consumer.assign([TopicPartition(t, p, o) for (t, p), o in coordinates.items()])
+    found: dict[tuple[str, int], tuple[int, bytes | None]] = {}
+    deadline = time.monotonic() + view.timeout_s
+    try:
+        while len(found) < len(coordinates) and time.monotonic() < deadline:
+            for msg in view.consumer.consume(num_messages=len(coordinates), timeout=0.1):
+                tp = (msg.topic(), msg.partition())
+                if msg.error() is None and coordinates.get(tp) == msg.offset() and tp not in found:
+                    found[tp] = (msg.timestamp()[1], msg.value())
+    finally:
+        view.consumer.unassign()
+    return found
