@@ -106,6 +106,7 @@ class Settings:
     spark_master: str = "local[2]"
     run_dir: str = field(default_factory=lambda: str(Path(".ecomlake").resolve()))
     dbt_target: str = "duckdb"
+    event_ts_max_ahead_s: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -124,6 +125,7 @@ class Settings:
             spark_master=env.get("SPARK_MASTER", "").strip() or "local[2]",
             run_dir=str(Path(env.get("ECOMLAKE_RUN_DIR", "").strip() or ".ecomlake").expanduser().resolve()),
             dbt_target=_choice(env, "DBT_TARGET", "duckdb", DBT_TARGETS),
+            event_ts_max_ahead_s=_int(env, "EVENT_TS_MAX_AHEAD_SECONDS", 3600, minimum=0),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -140,6 +142,7 @@ class Settings:
             "SPARK_MASTER": self.spark_master,
             "ECOMLAKE_RUN_DIR": self.run_dir,
             "DBT_TARGET": self.dbt_target,
+            "EVENT_TS_MAX_AHEAD_SECONDS": str(self.event_ts_max_ahead_s),
         }
         if self.spark_extra_jars:
             env["SPARK_EXTRA_JARS"] = self.spark_extra_jars
@@ -164,7 +167,10 @@ class Settings:
 
     @property
     def warehouse_path(self) -> str:
-        """The embedded gold database (DuckDB file, schema `gold`)."""
+        """The embedded gold database (DuckDB file, schema `gold`): in the lakehouse when that is local; DuckDB cannot
+        write a database on object storage, so for an s3:// or s3a:// lake it is ${ECOMLAKE_RUN_DIR}/warehouse.duckdb."""
+        if not self.is_local_lake:
+            return str(Path(self.run_dir) / "warehouse.duckdb")
         return f"{self.lakehouse_uri}/warehouse.duckdb"
 
 
@@ -181,6 +187,31 @@ def text(name: str, default: str = "", env: Mapping[str, str] | None = None) -> 
 def s3_endpoint(env: Mapping[str, str] | None = None) -> str | None:
     """S3_ENDPOINT: an S3-compatible server (MinIO on the cluster stack) for s3a:// lakes; None means AWS."""
     return text("S3_ENDPOINT", env=env) or None
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """The usual AWS variables, for the engines that take S3 credentials explicitly (DuckDB's S3 secret); Spark's
+    s3a, delta-rs and pyarrow read the same variables themselves."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "AwsCredentials":
+        return cls(
+            access_key_id=text("AWS_ACCESS_KEY_ID", env=env) or None,
+            secret_access_key=text("AWS_SECRET_ACCESS_KEY", env=env) or None,
+            session_token=text("AWS_SESSION_TOKEN", env=env) or None,
+            region=aws_region(env),
+        )
+
+
+def aws_region(env: Mapping[str, str] | None = None) -> str | None:
+    """AWS_REGION (else AWS_DEFAULT_REGION): the region S3 requests are signed for (MinIO's default: us-east-1)."""
+    return text("AWS_REGION", env=env) or text("AWS_DEFAULT_REGION", env=env) or None
 
 
 def tansu_bin(env: Mapping[str, str] | None = None) -> str | None:

@@ -221,6 +221,18 @@ class _Scheduler(threading.Thread):
             raise self.error
 
 
+def _set_aside_earlier_lake(settings: Settings) -> None:
+    """A lake bronze filled from an earlier broker cannot go on reading a broker that starts empty (the embedded one
+    keeps data in memory only): move it aside and start clean, saying so."""
+    lake = Path(settings.lakehouse_uri)
+    if not settings.is_local_lake or not (lake / "_checkpoints").is_dir():
+        return
+    aside = lake.with_name(f"{lake.name}-previous-{datetime.now():%Y%m%d-%H%M%S}")
+    lake.rename(aside)
+    print(f"demo: the lake at {lake} was filled from an earlier broker, which is gone; moved it to {aside} and "
+          "starting clean", flush=True)
+
+
 def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str = "steady", seed: int = 7,
              interval: float = 10.0, trigger: float = 1.0, live: bool = True) -> dict:
     """Run the pipeline; returns the summary (also written to <lakehouse>/demo/summary.json)."""
@@ -233,6 +245,8 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
 
     state = DemoState()
     _, started_broker = broker.start(settings)
+    if started_broker:
+        _set_aside_earlier_lake(settings)
     gen = bronze = view = scheduler = None
     interrupted = False
     try:

@@ -73,6 +73,17 @@ def test_short_demo_reconciles_gold_and_dashboard_with_what_was_published(tmp_pa
         assert f"<td>{minute.minute_bucket:%Y-%m-%d %H:%M}</td><td>{minute.gmv:,.2f}</td><td>{minute.paid_orders}</td>" in page
     assert broker.status(settings) is None, "the demo stops the broker it started"
 
+    again = start_demo(settings, "--seconds", "6", "--rate", "25", "--interval", "3", "--seed", "8")
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert f"the lake at {settings.lakehouse_uri} was filled from an earlier broker" in out and "starting clean" in out
+    summary = json.loads((demo_dir / "summary.json").read_text())
+    manifest = json.loads((demo_dir / "manifest.json").read_text())
+    assert summary["events_produced"] == manifest["sent"] > 0
+    assert summary["counts"]["bronze orders"] + summary["counts"]["bronze payments"] == manifest["sent"]
+    assert summary["counts"]["silver orders_clean"] == manifest["expected"]["orders_clean_rows"]
+    assert list(tmp_path.glob("lakehouse-previous-*/bronze_raw")), "the first run's lake is kept aside"
+
 
 def test_ctrl_c_stops_everything_and_still_prints_the_summary(tmp_path):
     settings = demo_settings(tmp_path)

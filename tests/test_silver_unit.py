@@ -4,7 +4,7 @@ state, payments and enrichment."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -204,14 +204,16 @@ def test_latest_state_is_the_newest_event_and_cancels_update_status(spark):
 
 def test_late_created_event_sets_order_ts_and_redeliveries_change_nothing(spark):
     cancel = order("o1", "order_cancelled", at=T0 + timedelta(hours=25))
-    first = [Msg(cancel, offset=1), Msg(order("o2", at=T0), offset=2), Msg(order("o4", "order_cancelled"), offset=3)]
+    cancelled_at = T0 + timedelta(hours=25)  # published when it happened, not before (else: future_event_ts)
+    first = [Msg(cancel, offset=1, published=cancelled_at), Msg(order("o2", at=T0), offset=2),
+             Msg(order("o4", "order_cancelled"), offset=3)]
     stored = fold(spark, first).persist()
     before = {r["order_id"]: r for r in stored.collect()}
     assert before["o1"]["order_ts"] == before["o1"]["event_ts"]  # no order_created seen yet: earliest event
     assert str(before["o1"]["event_date"]) == "2026-11-22"
     later = [
         Msg(order("o1", at=T0), offset=7),  # the order_created event arrives late
-        Msg(cancel, offset=8),  # redelivery of o1's latest event
+        Msg(cancel, offset=8, published=cancelled_at),  # redelivery of o1's latest event
         Msg(order("o2", at=T0), offset=9),  # redelivery of o2's only event
         Msg(order("o3", at=T0), offset=10),  # a new order
         Msg(order("o4", "order_cancelled", at=T0 - timedelta(minutes=1), event_id="o4-older"), offset=11),
@@ -317,3 +319,18 @@ def test_validation_never_crashes_on_hostile_payloads(spark, job):
     allowed = {"malformed_json", "missing_field:event_id", "missing_field:payment_id"}
     assert set(reasons_by_offset(rejected).values()) <= allowed
     assert rejected.count() == len(hostile)
+
+
+@pytest.mark.parametrize("job,event", [
+    (silver_orders, lambda at: order("f1", at=at)),
+    (silver_payments, lambda at: payment("f1", 100, at=at)),
+])
+def test_an_event_ts_far_ahead_of_its_kafka_timestamp_is_quarantined(spark, job, event):
+    """event_ts in the year 3000 would open a gold minute in the future; a few minutes of clock skew is fine."""
+    topic = ORDERS_TOPIC if job is silver_orders else PAYMENTS_TOPIC
+    msgs = [Msg(event(datetime(3000, 1, 1, tzinfo=timezone.utc)), 0, published=T0),
+            Msg(event(T0 + timedelta(minutes=5)), 1, published=T0),
+            Msg(event(T0 + timedelta(minutes=61)), 2, published=T0)]
+    valid, rejected = job.split(job.classify(bronze_df(spark, topic, msgs), max_ahead_s=3600))
+    assert reasons_by_offset(rejected) == {0: "future_event_ts", 2: "future_event_ts"}
+    assert [r["offset"] for r in valid.collect()] == [1]

@@ -9,7 +9,8 @@ valid UTF-8 JSON, duplicate keys, or not an object); `missing_field:<name>` (abs
 order; `wrong_type:<name>` (another JSON type; for `items` also an element that is not an object with a string
 sku, an integer qty and a numeric unit_price); `invalid_value:<name>` (unknown enum value or currency, negative
 amount or one that does not fit the silver type, empty items or an item with qty <= 0 or unit_price < 0,
-unparseable event_ts). Booleans are not numbers; integers must be JSON integers.
+unparseable event_ts); `future_event_ts` (event_ts more than EVENT_TS_MAX_AHEAD_SECONDS after the record's Kafka
+timestamp). Booleans are not numbers; integers must be JSON integers.
 """
 
 from __future__ import annotations
@@ -114,6 +115,12 @@ def invalid(condition: Column | str, name: str) -> tuple[Column, str]:
 
 def not_in(column: Column, allowed: Iterable[str]) -> Column:
     return ~column.isin(list(allowed))
+
+
+def future_event_ts(max_ahead_s: int) -> tuple[Column, str]:
+    """An event_ts more than `max_ahead_s` after the broker's timestamp of the record: a producer clock (or a
+    payload) that cannot be right; such a row would open a gold minute in the future."""
+    return F.col("_event_ts") > F.col("kafka_timestamp") + F.expr(f"INTERVAL {int(max_ahead_s)} SECONDS"), "future_event_ts"
 
 
 def first_reason(rules: Sequence[tuple[Column, str]]) -> Column:

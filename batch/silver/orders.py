@@ -10,6 +10,7 @@ late, out-of-order and redelivered events give the same rows in any batching. Ru
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import sys
 from typing import TYPE_CHECKING, Sequence
 
@@ -17,6 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
+from ecomlake.settings import Settings
 from ecomlake.contract import (
     BRONZE_ORDERS,
     BRONZE_SCHEMA,
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from ecomlake.lake import LakeEngine
-    from ecomlake.settings import Settings
 
 SOURCE_TABLE = f"{BRONZE_SCHEMA}.{BRONZE_ORDERS}"
 APP_ID = common.app_id(SOURCE_TABLE)
@@ -60,7 +61,7 @@ EVENT_TABLE_COLUMNS = common.columns(common.ORDER_EVENTS_DDL)
 assert set(FIELD_KINDS) == set(ORDER_REQUIRED)
 
 
-def classify(bronze: DataFrame) -> DataFrame:
+def classify(bronze: DataFrame, max_ahead_s: int = Settings.event_ts_max_ahead_s) -> DataFrame:
     """Bronze rows with the typed event fields and `reason` (NULL when the event honours the contract)."""
     doc = common.with_json(bronze, ORDER_EVENT_DDL).withColumn(
         "_event_ts", F.expr("try_to_timestamp(_doc.event_ts)")
@@ -82,6 +83,7 @@ def classify(bronze: DataFrame) -> DataFrame:
         common.invalid(d("total_amount").isNull() | (d("total_amount") < 0), "total_amount"),
         common.invalid(common.not_in(d("status"), ORDER_STATUSES), "status"),
         common.invalid(F.col("_event_ts").isNull(), "event_ts"),
+        common.future_event_ts(max_ahead_s),
     ]
     return doc.withColumn("reason", common.first_reason(rules))
 
@@ -166,7 +168,8 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
         ),
     }
     return common.run_increment(
-        lake, stats, settings.table_uri(BRONZE_SCHEMA, BRONZE_ORDERS), APP_ID, classify, writers
+        lake, stats, settings.table_uri(BRONZE_SCHEMA, BRONZE_ORDERS), APP_ID,
+        partial(classify, max_ahead_s=settings.event_ts_max_ahead_s), writers
     )
 
 

@@ -8,6 +8,7 @@ Payments may arrive before their order: they wait here until enrichment sees the
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import sys
 from typing import TYPE_CHECKING, Sequence
 
@@ -15,6 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
+from ecomlake.settings import Settings
 from ecomlake.contract import (
     BRONZE_PAYMENTS,
     BRONZE_SCHEMA,
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from ecomlake.lake import LakeEngine
-    from ecomlake.settings import Settings
 
 SOURCE_TABLE = f"{BRONZE_SCHEMA}.{BRONZE_PAYMENTS}"
 APP_ID = common.app_id(SOURCE_TABLE)
@@ -59,7 +60,7 @@ def synthetic_event_id() -> F.Column:
     return F.concat(F.lit("synthetic-"), F.substring(F.sha2(coordinates, 256), 1, 32))
 
 
-def classify(bronze: DataFrame) -> DataFrame:
+def classify(bronze: DataFrame, max_ahead_s: int = Settings.event_ts_max_ahead_s) -> DataFrame:
     """Bronze rows with the typed payment fields and `reason` (NULL when the event honours the contract)."""
     doc = common.with_json(bronze, PAYMENT_EVENT_DDL).withColumn(
         "_event_ts", F.expr("try_to_timestamp(_doc.event_ts)")
@@ -79,6 +80,7 @@ def classify(bronze: DataFrame) -> DataFrame:
         common.invalid(common.not_in(d("status"), PAYMENT_STATUSES), "status"),
         common.invalid(common.not_in(d("method"), PAYMENT_METHODS), "method"),
         common.invalid(F.col("_event_ts").isNull(), "event_ts"),
+        common.future_event_ts(max_ahead_s),
     ]
     return doc.withColumn("reason", common.first_reason(rules)).withColumn(
         "_event_id", F.when(id_missing, synthetic_event_id()).otherwise(d("event_id"))
@@ -129,7 +131,8 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
         ),
     }
     return common.run_increment(
-        lake, stats, settings.table_uri(BRONZE_SCHEMA, BRONZE_PAYMENTS), APP_ID, classify, writers
+        lake, stats, settings.table_uri(BRONZE_SCHEMA, BRONZE_PAYMENTS), APP_ID,
+        partial(classify, max_ahead_s=settings.event_ts_max_ahead_s), writers
     )
 
 
