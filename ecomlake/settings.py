@@ -6,6 +6,7 @@ Every variable is documented in `.env.example` and the README's configuration ta
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -79,6 +80,14 @@ def _bootstrap(env: Mapping[str, str]) -> str:
     return value
 
 
+def _topic(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Kafka topic name: 1-249 of a-z A-Z 0-9 . _ - (Kafka's own rule), not `.` or `..`."""
+    value = env.get(name, "").strip() or default
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in (".", ".."):
+        raise ConfigError(f"{name}={value!r} is not a Kafka topic name: use 1-249 of the characters a-z A-Z 0-9 . _ -")
+    return value
+
+
 def _lakehouse(env: Mapping[str, str]) -> str:
     value = env.get("LAKEHOUSE_URI", "").strip() or "./lakehouse"
     if "://" in value:
@@ -114,8 +123,8 @@ class Settings:
         return cls(
             kafka_bootstrap=_bootstrap(env),
             lakehouse_uri=_lakehouse(env),
-            topic_order_events=env.get("TOPIC_ORDER_EVENTS", "").strip() or "orders.events",
-            topic_payment_events=env.get("TOPIC_PAYMENT_EVENTS", "").strip() or "payments.events",
+            topic_order_events=_topic(env, "TOPIC_ORDER_EVENTS", "orders.events"),
+            topic_payment_events=_topic(env, "TOPIC_PAYMENT_EVENTS", "payments.events"),
             topic_partitions=_int(env, "TOPIC_PARTITIONS", 3),
             broker=_choice(env, "KAFKA_BROKER", "embedded", BROKER_KINDS),
             kafka_source=_choice(env, "KAFKA_SOURCE", "python", KAFKA_SOURCES),
@@ -127,6 +136,13 @@ class Settings:
             dbt_target=_choice(env, "DBT_TARGET", "duckdb", DBT_TARGETS),
             event_ts_max_ahead_s=_int(env, "EVENT_TS_MAX_AHEAD_SECONDS", 3600, minimum=0),
         )
+
+    def __post_init__(self) -> None:
+        if self.topic_order_events == self.topic_payment_events:
+            raise ConfigError(
+                f"TOPIC_ORDER_EVENTS and TOPIC_PAYMENT_EVENTS are both {self.topic_order_events!r}: orders and "
+                "payments need topics of their own"
+            )
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings (for subprocesses: CLI, spark-submit)."""

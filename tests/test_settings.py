@@ -51,3 +51,15 @@ def test_bad_value_through_the_cli_exits_2_without_traceback(name, value, allowe
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ecomlake generate: error: {name}=") and allowed in lines[0]
+
+
+@pytest.mark.parametrize("value", ["orders events", "orders/events", "..", "x" * 250, "ordërs"])
+def test_a_topic_name_kafka_would_refuse_is_one_line_naming_the_variable(value):
+    with pytest.raises(ConfigError, match=r"^TOPIC_PAYMENT_EVENTS=.* is not a Kafka topic name"):
+        Settings.from_env({"TOPIC_PAYMENT_EVENTS": value})
+
+
+def test_both_topics_set_to_one_name_is_refused():
+    with pytest.raises(ConfigError, match="TOPIC_ORDER_EVENTS and TOPIC_PAYMENT_EVENTS are both 'events'"):
+        Settings.from_env({"TOPIC_ORDER_EVENTS": "events", "TOPIC_PAYMENT_EVENTS": "events"})
+    assert Settings.from_env({"TOPIC_ORDER_EVENTS": "o.v2", "TOPIC_PAYMENT_EVENTS": "p_v2-x"}).topics == ("o.v2", "p_v2-x")
