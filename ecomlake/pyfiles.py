@@ -8,6 +8,12 @@ project is pip-installed into the image every node runs. Shipping the zip as wel
 does) makes executors independent of that: they import exactly the driver's code, even on a worker whose Python has
 the dependencies but not the project, or an older copy of it (Python workers put the zip ahead of site-packages).
 
+Driver side: the driver keeps importing its installed project (ecomlake.spark takes the zip back off its sys.path).
+The source's planning calls (latestOffset, partitions) run in Python processes the driver's JVM starts on the
+driver's machine with the same PYSPARK_PYTHON; pyspark 4.0.1 hands them the zip's name but looks for it in a
+`streaming_job/` folder where it never is, so there the project must be importable by that interpreter, as it is
+wherever the driver itself runs (tests/test_spark_cluster.py runs executors whose Python lacks the project).
+
 Which packages: the top-level packages of the installed `ecomlake` distribution (its top_level.txt), found where
 the driver imports them from; if the distribution is not installed, the packages beside `ecomlake` itself.
 """

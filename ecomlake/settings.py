@@ -200,6 +200,11 @@ def text(name: str, default: str = "", env: Mapping[str, str] | None = None) -> 
     return env.get(name, "").strip() or default
 
 
+def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """ECOMLAKE_DEBUG (or `ecomlake --debug`): full tracebacks and Spark's own logging instead of one-line errors."""
+    return text("ECOMLAKE_DEBUG", env=env).lower() in ("1", "true", "yes")
+
+
 def s3_endpoint(env: Mapping[str, str] | None = None) -> str | None:
     """S3_ENDPOINT: an S3-compatible server (MinIO on the cluster stack) for s3a:// lakes; None means AWS."""
     return text("S3_ENDPOINT", env=env) or None
@@ -257,7 +262,7 @@ class SparkTuning:
 
     shuffle_partitions: int = 4
     driver_memory: str = "2g"
-    log_level: str = "ERROR"
+    log_level: str = "FATAL"
     log4j_conf: str | None = None
 
     @classmethod
@@ -266,7 +271,7 @@ class SparkTuning:
         return cls(
             shuffle_partitions=_int(env, "SPARK_SHUFFLE_PARTITIONS", 4),
             driver_memory=text("SPARK_DRIVER_MEMORY", "2g", env),
-            log_level=text("SPARK_LOG_LEVEL", "ERROR", env),
+            log_level=text("SPARK_LOG_LEVEL", "WARN" if debug_enabled(env) else "FATAL", env),
             log4j_conf=text("SPARK_LOG4J_CONF", env=env) or None,
         )
 

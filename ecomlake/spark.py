@@ -9,9 +9,12 @@ from pathlib import Path
 
 from ecomlake.errors import EcomlakeError
 from ecomlake.java import ensure_java
-from ecomlake.jvm.parts import DELTA_VERSION, SCALA, SPARK_VERSION, spark_jars_dir  # pinned there, once
+from ecomlake.jvm.parts import (  # pinned there, once
+    AWS_SDK_V2_VERSION, DELTA_VERSION, HADOOP_AWS_VERSION, SCALA, SPARK_VERSION, spark_jars_dir, spark_s3_jars_dir,
+)
 from ecomlake.pyfiles import project_zip
-from ecomlake.settings import Settings, SparkTuning, s3_endpoint, under_spark_submit
+from ecomlake.lake.fs import is_s3
+from ecomlake.settings import Settings, SparkTuning, debug_enabled, aws_region, s3_endpoint, under_spark_submit
 
 # (setting, value) -> jar name prefixes that must be on the classpath, and the Maven coordinates that provide them.
 REQUIRED_JARS = {
@@ -42,6 +45,43 @@ def extra_jars(settings: Settings) -> list[str]:
         else:
             raise EcomlakeError(f"SPARK_EXTRA_JARS names {item!r}, which is neither a jar file nor a directory")
     return jars
+
+
+# s3a: hadoop-aws (the version of pyspark's own Hadoop) and the AWS SDK v2 bundle it is built against.
+S3_JAR_PREFIXES = ("hadoop-aws-", "bundle-")
+S3_JARS = (f"org.apache.hadoop:hadoop-aws:{HADOOP_AWS_VERSION}", f"software.amazon.awssdk:bundle:{AWS_SDK_V2_VERSION}")
+
+
+def spark_home_jars() -> Path:
+    """The jars directory of the Spark this process launches (SPARK_HOME, else pyspark's own)."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    return Path(_find_spark_home()) / "jars"
+
+
+def s3_jars(settings: Settings) -> list[str]:
+    """The jars a lake on S3 needs on the JVM class path, for the driver and the executors alike.
+
+    Nothing when Spark's own jars directory already has them (the cluster image puts them there); else those named in
+    SPARK_EXTRA_JARS, else the fetched `spark-s3-jars` part (`make jvm-parts`). They go on spark.driver/executor.
+    extraClassPath, not spark.jars: Hadoop loads the s3a file system from the JVM's class path, and the 500 MB SDK
+    bundle is not copied to every executor (a cluster on this machine reads the same path; the image has them)."""
+    if not is_s3(settings.lakehouse_uri):
+        return []
+    home = spark_home_jars()
+    if all(any(home.glob(f"{p}*.jar")) for p in S3_JAR_PREFIXES):
+        return []
+    named = [j for j in extra_jars(settings) if Path(j).name.startswith(S3_JAR_PREFIXES)]
+    if all(any(Path(j).name.startswith(p) for j in named) for p in S3_JAR_PREFIXES):
+        return named
+    cached = spark_s3_jars_dir()
+    fetched = [str(j) for p in S3_JAR_PREFIXES for j in sorted(cached.glob(f"{p}*.jar"))]
+    if all(any(Path(j).name.startswith(p) for j in fetched) for p in S3_JAR_PREFIXES):
+        return fetched
+    raise EcomlakeError(
+        f"LAKEHOUSE_URI={settings.lakehouse_uri} needs the s3a jars {' and '.join(S3_JARS)}: run `make jvm-parts` "
+        f"(fetches them into {cached}) or name them in SPARK_EXTRA_JARS"
+    )
 
 
 def _needed(settings: Settings) -> list[tuple[str, str, tuple[str, ...], str]]:
@@ -86,20 +126,30 @@ def builder_config(settings: Settings) -> dict[str, str]:
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     log4j = Path(__file__).with_name("log4j2.properties")
-    if not tuning.log4j_conf and log4j.exists():
+    if not tuning.log4j_conf and log4j.exists() and not debug_enabled():
         conf["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile=file:{log4j}"
-    jars = extra_jars(settings)
+    s3 = s3_jars(settings)
+    jars = [j for j in extra_jars(settings) if j not in s3]
     if jars:
         conf["spark.jars"] = ",".join(jars)
+    if s3:
+        conf["spark.driver.extraClassPath"] = conf["spark.executor.extraClassPath"] = os.pathsep.join(s3)
     if settings.spark_packages:
         conf["spark.jars.packages"] = settings.spark_packages
     if settings.lake_engine == "delta-spark":
         conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
         conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-    if settings.lakehouse_uri.startswith(("s3://", "s3a://")):
+    if is_s3(settings.lakehouse_uri):
+        # Credentials: the AWS_* variables through s3a's default provider chain (as the compose services have them).
         conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
-        if s3_endpoint():
-            conf["spark.hadoop.fs.s3a.endpoint"] = s3_endpoint()
+        conf["spark.hadoop.fs.s3.impl"] = "org.apache.hadoop.fs.s3a.S3AFileSystem"  # s3:// lakes are s3a to Hadoop
+        if aws_region():
+            conf["spark.hadoop.fs.s3a.endpoint.region"] = aws_region()
+        endpoint = s3_endpoint()
+        if endpoint:
+            conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+            if endpoint.startswith("http://"):
+                conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = "false"
     return conf
 
 

@@ -2,7 +2,7 @@
 
 `ecomlake gold [--test-only] [--docs] [--full-refresh]` builds (seeds, models, data and unit tests),
 `ecomlake freshness` checks the silver sources' freshness; `run_gold` is the same build for the demo scheduler.
-The target comes from settings.dbt_target (DBT_TARGET): duckdb writes ${LAKEHOUSE_URI}/warehouse.duckdb and reads
+The target comes from settings.dbt_target (DBT_TARGET): duckdb writes settings.warehouse_path and reads
 silver with DuckDB's delta extension; trino writes the Delta catalog's gold schema.
 """
 
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ecomlake.arguments import non_negative_int
+from ecomlake.duckdb_delta import scan_uri
 from ecomlake.errors import EcomlakeError
+from ecomlake.lake.fs import resolve
 from ecomlake.locks import single_writer
 from ecomlake.settings import Settings
 from ecomlake.tables import GOLD_SOURCES
@@ -30,8 +32,11 @@ class DbtError(EcomlakeError):
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
-    """The environment dbt's profiles.yml and sources read (env_var(...))."""
+    """The environment dbt's profiles.yml and sources read (env_var(...)). DuckDB's delta_scan reads an S3 lake as
+    s3:// (ecomlake.duckdb_delta.scan_uri), and its warehouse file is settings.warehouse_path (DUCKDB_WAREHOUSE)."""
     env = settings.to_env()
+    env["LAKEHOUSE_URI"] = scan_uri(settings.lakehouse_uri)
+    env["DUCKDB_WAREHOUSE"] = settings.warehouse_path
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     return env
 
@@ -42,10 +47,16 @@ def artifacts_dir(settings: Settings) -> Path:
 
 
 def missing_silver_tables(settings: Settings) -> list[str]:
-    """Silver tables gold reads that do not exist yet (only checkable for a local lakehouse; else [])."""
-    if settings.dbt_target != "duckdb" or not settings.is_local_lake:
+    """Silver tables gold reads that do not exist yet, where DuckDB reads them (a local or S3 lake; Trino: [])."""
+    if settings.dbt_target != "duckdb":
         return []
-    return [t.name for t in GOLD_SOURCES if not (Path(t.uri(settings)) / "_delta_log").is_dir()]
+    from pyarrow import fs
+
+    def exists(uri: str) -> bool:
+        filesystem, path = resolve(uri)
+        return filesystem.get_file_info(f"{path}/_delta_log").type == fs.FileType.Directory
+
+    return [t.name for t in GOLD_SOURCES if not exists(t.uri(settings))]
 
 
 def require_silver(settings: Settings) -> None:
@@ -109,11 +120,6 @@ def invoke(settings: Settings, command: Sequence[str], quiet: bool = False):
     from dbt.cli.main import dbtRunner
 
     if settings.dbt_target == "duckdb":
-        if not settings.is_local_lake:
-            raise EcomlakeError(
-                f"DBT_TARGET=duckdb needs a local LAKEHOUSE_URI (got {settings.lakehouse_uri}); use DBT_TARGET=trino "
-                "for a lakehouse on object storage"
-            )
         _check_warehouse_free(settings.warehouse_path)
     out = artifacts_dir(settings)
     args = [
@@ -210,7 +216,7 @@ def freshness_summary(result) -> tuple[dict[str, int], list[str]]:
 
 
 def _gold_exists(settings: Settings) -> bool:
-    return settings.dbt_target != "duckdb" or not settings.is_local_lake or Path(settings.warehouse_path).exists()
+    return settings.dbt_target != "duckdb" or Path(settings.warehouse_path).exists()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Callable, Sequence
 
 from ecomlake.errors import EcomlakeError
+from ecomlake.settings import debug_enabled
 
 # subcommand -> ("module:function", one-line help). The function takes the remaining argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: ecomlake <command> [options]", "", "commands:"]
+    lines = ["usage: ecomlake [--debug] <command> [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run `ecomlake <command> --help` for a command's options."]
     return "\n".join(lines)
@@ -38,8 +40,20 @@ def _resolve(target: str) -> Callable[[Sequence[str]], int]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
+def _one_line(err: BaseException) -> str:
+    """An unexpected exception as one line: its type and the first line of its message."""
+    lines = [line.strip(" :") for line in str(err).splitlines() if line.strip(" :")]
+    if lines and lines[0].startswith("An error occurred while calling"):  # Py4J: the Java exception is next
+        lines = lines[1:]
+    first = lines[0] if lines else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    while argv and argv[0] in ("--debug", "-v"):
+        os.environ["ECOMLAKE_DEBUG"] = "1"
+        argv.pop(0)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
@@ -55,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ecomlake {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if debug_enabled():
+            raise
+        print(f"ecomlake {name}: error: {_one_line(err)} (`ecomlake --debug {name} ...` shows the full trace)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

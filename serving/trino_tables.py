@@ -56,8 +56,13 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def trino_location(settings: Settings, path: str) -> str:
+    """A lake location as Trino takes it: a local LAKEHOUSE_URI as file:// (Trino rejects a bare path)."""
+    return f"file://{path}" if settings.is_local_lake else path
+
+
 def schema_location(settings: Settings, schema: str) -> str:
-    return f"{settings.lakehouse_uri}/{schema}"
+    return trino_location(settings, f"{settings.lakehouse_uri}/{schema}")
 
 
 def register_tables(cursor, settings: Settings, catalog: str) -> Report:
@@ -84,7 +89,7 @@ def register_tables(cursor, settings: Settings, catalog: str) -> Report:
             try:
                 rows(f"CALL {catalog}.system.register_table(schema_name => {_quote(schema)}, "
                      f"table_name => {_quote(table)}, "
-                     f"table_location => {_quote(settings.table_uri(schema, table))})")
+                     f"table_location => {_quote(trino_location(settings, settings.table_uri(schema, table)))})")
             except TrinoUserError as err:
                 if "No transaction log found" in err.message:
                     report.not_written_yet.append(name)

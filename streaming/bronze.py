@@ -239,13 +239,20 @@ class Bronze:
 
 
 def _stop_between_batches(query: "StreamingQuery", wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while query.isActive and time.monotonic() < deadline:
-        if not query.status["isTriggerActive"]:
-            break
-        time.sleep(0.02)
-    if query.isActive:
-        query.stop()
+    """Stop `query` between two batches; a query whose Spark context is already gone (the JVM got the same
+    SIGTERM, e.g. from Airflow stopping the task's process group) counts as stopped."""
+    from py4j.protocol import Py4JError
+
+    try:
+        deadline = time.monotonic() + wait_s
+        while query.isActive and time.monotonic() < deadline:
+            if not query.status["isTriggerActive"]:
+                break
+            time.sleep(0.02)
+        if query.isActive:
+            query.stop()
+    except Py4JError:
+        log.info("Spark was already stopping; the query stops with it")
 
 
 def _hold_locks(settings: Settings) -> ExitStack:
@@ -495,13 +502,19 @@ def main(argv: Sequence[str] | None = None) -> int:
              ", ".join(b.topic for b in bronze_tables(settings)), contract.BRONZE_SCHEMA,
              settings.checkpoint_uri(""))
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    watchdog = BrokerWatchdog(settings.kafka_bootstrap, args.connect_timeout)
     try:
         while True:
             for query, writer in zip(job.queries, job.writers):
                 if not query.isActive:
                     job.stop()
+                    if watchdog.down_since is not None:
+                        raise EcomlakeError(watchdog.failure())
                     _raise_failure(query, writer.bronze)
                     raise EcomlakeError(f"query {query.name} stopped unexpectedly")
+            if watchdog.check():
+                job.stop(wait_s=5.0)
+                raise EcomlakeError(watchdog.failure())
             time.sleep(0.5)
     except KeyboardInterrupt:
         log.info("stopping")
@@ -509,6 +522,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         job.stop()
+
+
+class BrokerWatchdog:
+    """Notices a broker that went away under a running bronze, so the job stops within --connect-timeout with the
+    real cause instead of a source error minutes later (or never: Spark's Kafka source retries on its own)."""
+
+    def __init__(self, bootstrap: str, timeout_s: float, every_s: float = 2.0):
+        self.bootstrap, self.timeout_s, self.every_s = bootstrap, timeout_s, every_s
+        self.down_since: float | None = None
+        self.next_probe = 0.0
+
+    def check(self) -> bool:
+        """Probe (at most every `every_s`); True once the broker has been unreachable for the whole timeout."""
+        from ecomlake.broker import answers_metadata
+
+        now = time.monotonic()
+        if now >= self.next_probe:
+            self.next_probe = now + self.every_s
+            if answers_metadata(self.bootstrap, timeout_s=min(2.0, self.timeout_s)):
+                self.down_since = None
+            elif self.down_since is None:
+                self.down_since = now
+                log.warning("Kafka broker at %s is not answering; stopping in %.0fs unless it comes back",
+                            self.bootstrap, self.timeout_s)
+        if self.down_since is not None and now - self.down_since >= self.timeout_s:
+            return True
+        return False
+
+    def failure(self) -> str:
+        return (f"Kafka broker at {self.bootstrap} is not reachable (for {self.timeout_s:.0f}s); bronze stopped "
+                "between batches and resumes where it stopped when run again with the broker back")
 
 
 def _interrupt(signum, frame) -> None:

@@ -206,6 +206,16 @@ class KafkaStreamReader(DataSourceStreamReader):
         return None
 
     def latestOffset(self) -> dict:
+        from confluent_kafka import KafkaException
+
+        try:
+            return self._latest_offset()
+        except KafkaException as err:
+            raise KafkaSourceError(
+                f"Kafka broker at {self.opts.bootstrap} is not reachable ({err.args[0].str() if err.args else err})"
+            ) from None
+
+    def _latest_offset(self) -> dict:
         position = self._position
         if position is None:
             position = self._recover_position()

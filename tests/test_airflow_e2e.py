@@ -13,8 +13,9 @@ then, in the order the stack runs them:
 - silver_jobs: silver from that bronze; its last task updates the asset ecomlake_silver (an asset event in
   Airflow's DB, and gold_dbt queued on it, as the scheduler would see).
 - gold_dbt (dbt build on DuckDB, then dbt source freshness) on that silver: gold equals the generator's manifest.
-- gold_dbt again on a lakehouse without silver, retry delay 1 s: the task fails three times, each try logging
-  the command's own `ecomlake gold: error: ...` line and the DAG's one-line `ecomlake task FAILED ...`.
+- silver_jobs again with LAKEHOUSE_URI a regular file, retry delay 1 s (ECOMLAKE_RETRY_DELAY_SECONDS): the task
+  fails three times, each try logging the command's own `ecomlake silver: error: ...` line and the DAG's one-line
+  `ecomlake task FAILED ...`, and the asset is not updated.
 
 Where Airflow cannot be installed or the broker cannot start, the tests skip with one line; under CI=true they
 fail instead, naming the part.
@@ -61,8 +62,8 @@ class Run:
         """The lines worth reading in a failure message: the tasks' command output and the errors."""
         keep = []
         for line in self.log.splitlines():
-            if "SubprocessHook]" in line or "[error" in line or "ecomlake task FAILED" in line:
-                keep.append(line.split(" [airflow.task.hooks")[0])
+            if "[airflow.task.hooks." in line or "[error" in line or "ecomlake task FAILED" in line:
+                keep.append(line.split(" [airflow.task.hooks.")[0])
         return "\n".join(keep[-last:]) or self.log[-4000:]
 
 
@@ -278,6 +279,7 @@ class Results:
     gold_rows: tuple
     asset_events: list[tuple]
     queued: list[tuple]
+    asset_events_after_failure: int
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +298,7 @@ def results(tmp_path_factory, request) -> Results:
 
     started = stack.cli("broker", "start")
     if started.returncode != 0:
-        skip_or_fail(f"the embedded broker does not start: {started.log.strip().splitlines()[-1:]}")
+        skip_or_fail(f"the embedded broker does not start: {(started.log.strip().splitlines() or ['?'])[-1]}")
     try:
         manifest_path = root / "manifest.json"
         sent = stack.cli("generate", "--events", str(EVENTS), "--seed", str(SEED), "--quiet",
@@ -312,6 +314,7 @@ def results(tmp_path_factory, request) -> Results:
 
         silver = stack.dags_test("silver_jobs")
         stack.timings["silver_jobs"] = silver.seconds
+        silver.extra["run_id"] = stack.last_run_id("silver_jobs")
         silver_rows = {t: stack.rows("silver", t)
                        for t in ("orders_clean", "payments_clean", "order_payments_enriched", "quarantine")}
         asset_events = stack.db(
@@ -321,23 +324,33 @@ def results(tmp_path_factory, request) -> Results:
 
         gold = stack.dags_test("gold_dbt")
         stack.timings["gold_dbt"] = gold.seconds
+        gold.extra["run_id"] = stack.last_run_id("gold_dbt")
         gold_rows = _gold(stack)
 
-        failing = stack.dags_test("gold_dbt", timeout=300.0, LAKEHOUSE_URI=str(root / "lakehouse-without-silver"),
+        not_a_directory = root / "lakehouse-is-a-file"
+        not_a_directory.write_text("not a lakehouse\n")
+        failing = stack.dags_test("silver_jobs", timeout=300.0, LAKEHOUSE_URI=str(not_a_directory),
                                   ECOMLAKE_RETRY_DELAY_SECONDS="1")
-        stack.timings["gold_dbt failing, 3 tries"] = failing.seconds
-        failing_run_id = stack.last_run_id("gold_dbt")
+        stack.timings["silver_jobs failing, 3 tries"] = failing.seconds
+        failing_run_id = stack.last_run_id("silver_jobs")
+        asset_events_after_failure = stack.db("SELECT count(*) FROM asset_event")[0][0]
     finally:
         stack.cli("broker", "stop")
     stack.timings["total"] = time.monotonic() - began
+    _say(request, "airflow e2e timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in stack.timings.items()))
+    return Results(stack, manifest, migrate, bronze, silver, gold, failing, failing_run_id, silver_rows,
+                   gold_rows, asset_events, queued, asset_events_after_failure)
+
+
+def _say(request, line: str) -> None:
+    """One line on the terminal, past pytest's capture (the phase timings are worth seeing in every run)."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = "airflow e2e timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in stack.timings.items())
-    if reporter is not None:
+    if capture is None or reporter is None:
+        return
+    with capture.global_and_fixture_disabled():
         reporter.write_line("")
         reporter.write_line(line)
-    print(line, file=sys.stderr)
-    return Results(stack, manifest, migrate, bronze, silver, gold, failing, failing_run_id, silver_rows,
-                   gold_rows, asset_events, queued)
 
 
 def _gold(stack: Stack) -> tuple:
@@ -388,12 +401,12 @@ def test_silver_dag_builds_silver_from_bronze(results):
     assert rows["order_payments_enriched"] == expected["order_payments_enriched_rows"] > 0, rows
     assert rows["quarantine"] == expected["quarantine_rows"], rows
     for task in ("silver", "register_tables"):
-        assert results.stack.task_state("silver_jobs", task)[0] == "success", task
+        assert results.stack.task_state("silver_jobs", task, silver.extra["run_id"]) == ("success", 1), task
     assert "nothing to register" in silver.log, silver.output()
 
 
 def test_silver_dag_emits_the_silver_asset_which_queues_gold(results):
-    run_id = results.stack.last_run_id("silver_jobs")
+    run_id = results.silver.extra["run_id"]
     assert ("ecomlake_silver", "silver_jobs", "register_tables", run_id) in results.asset_events, \
         results.asset_events
     assert ("ecomlake_silver", "gold_dbt") in results.queued, results.queued
@@ -403,7 +416,7 @@ def test_gold_dag_builds_gold_then_checks_freshness(results):
     gold, stack, expected = results.gold, results.stack, results.manifest["expected"]
     assert gold.returncode == 0, gold.output()
     for task in ("dbt_build", "dbt_source_freshness"):
-        assert stack.task_state("gold_dbt", task, _successful_gold_run(stack)) == ("success", 1), task
+        assert stack.task_state("gold_dbt", task, gold.extra["run_id"]) == ("success", 1), task
     assert results.gold_rows, f"no {stack.settings.warehouse_path}:\n{gold.output()}"
     minutes, gmv, paid = results.gold_rows
     assert minutes > 0, gold.output()
@@ -413,23 +426,21 @@ def test_gold_dag_builds_gold_then_checks_freshness(results):
     assert "freshness: PASS" in gold.log, gold.output()
 
 
-def _successful_gold_run(stack: Stack) -> str:
-    return stack.db("SELECT run_id FROM dag_run WHERE dag_id='gold_dbt' AND state='success' ORDER BY id")[0][0]
-
-
 def test_a_failing_task_retries_and_logs_one_clear_line_per_try(results):
+    """silver_jobs on a LAKEHOUSE_URI that is a regular file, retry delay 1 s: three tries, each with the command's
+    one-line error in the task log and the DAG's one `ecomlake task FAILED` line; no asset update, no registration."""
     failing, stack, run_id = results.failing, results.stack, results.failing_run_id
     assert failing.returncode != 0 and not failing.extra["timed_out"], failing.output()
-    assert stack.task_state("gold_dbt", "dbt_build", run_id) == ("failed", 3), failing.output()
-    assert stack.task_state("gold_dbt", "dbt_source_freshness", run_id)[0] == "upstream_failed"
-    tries = stack.db("SELECT try_number, state FROM task_instance_history WHERE dag_id='gold_dbt' "
-                     "AND task_id='dbt_build' AND run_id=? ORDER BY try_number", run_id)
+    assert stack.task_state("silver_jobs", "silver", run_id) == ("failed", 3), failing.output()
+    assert stack.task_state("silver_jobs", "register_tables", run_id)[0] == "upstream_failed"
+    tries = stack.db("SELECT try_number, state FROM task_instance_history WHERE dag_id='silver_jobs' "
+                     "AND task_id='silver' AND run_id=? ORDER BY try_number", run_id)
     assert [t for t, _ in tries] == [1, 2], tries
-    log = failing.log
-    error = "ecomlake gold: error: silver tables not found under"
-    assert log.count(error) >= 3, failing.output()
-    lines = [line for line in log.splitlines() if "ecomlake task FAILED" in line]
+    assert results.asset_events_after_failure == len(results.asset_events), "a failed silver run updated the asset"
+    error = f"ecomlake silver: error: LAKEHOUSE_URI={stack.root / 'lakehouse-is-a-file'} is a file, not a directory"
+    assert failing.log.count(error) >= 3, failing.output()
+    lines = [line for line in failing.log.splitlines() if "ecomlake task FAILED" in line]
     assert len(lines) == 3, failing.output()
     for n, (line, outcome) in enumerate(zip(lines, ("will retry", "will retry", "no retries left")), start=1):
-        assert f"dag=gold_dbt task=dbt_build run={run_id} try={n}/3 ({outcome})" in line, line
-        assert f"error=AirflowException: {error}" in line and "(exit code " in line, line
+        assert f"dag=silver_jobs task=silver run={run_id} try={n}/3 ({outcome})" in line, line
+        assert f"error=AirflowException: {error} (exit code " in line, line

@@ -55,3 +55,33 @@ def test_bronze_resumes_normally_on_the_same_broker(spark, own_broker):
     assert run_available_now(spark, settings)["rows"] == 80
     generate(settings, events=40, seed=5, start="2026-11-21T11:00:00Z")
     assert run_available_now(spark, settings)["rows"] == 40
+
+
+def test_a_broker_that_goes_away_under_a_running_bronze_is_one_line_within_the_timeout(own_broker):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from conftest import REPO, cli_env
+
+    generate(own_broker, events=30, seed=6)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "bronze", "--trigger", "1", "--connect-timeout", "5"],
+                            env=cli_env(own_broker), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_dir = Path(own_broker.table_uri("bronze_raw", "payments_raw")) / "_delta_log"
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline and not any(log_dir.glob("*.json")):
+            time.sleep(0.5)
+        assert proc.poll() is None and any(log_dir.glob("*.json")), "bronze should be streaming first"
+        broker.stop(own_broker)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode not in (0, None)
+    lines = err.strip().splitlines()
+    assert lines[-1] == (f"ecomlake bronze: error: Kafka broker at {own_broker.kafka_bootstrap} is not reachable (for 5s); "
+                         "bronze stopped between batches and resumes where it stopped when run again with the broker back")
+    assert "Traceback" not in err and "retention" not in err, err[-3000:]
+    assert len(lines) < 15, err[-3000:]

@@ -1,10 +1,21 @@
 """Silver on real Delta tables: bronze written with the lake engine's append_batch, then `run_silver` runs.
 Second runs are no-ops, runs read only new bronze rows, a late payment updates its old order, and a run that
-crashes part-way is completed by the next one into exactly the tables of clean runs."""
+crashes part-way is completed by the next one into exactly the tables of clean runs.
+
+The clean runs happen on both lake engines: delta-rs in this process, delta-spark in a subprocess with its own
+Spark session built with the fetched jars (`python tests/test_silver_incremental.py`, which runs the same
+`clean_runs`); its tables are then read here like the delta-rs ones and must be equal row for row."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -89,8 +100,8 @@ def versions(lake, settings: Settings) -> dict[str, int | None]:
     return {t: lake.version(uri(settings, SILVER_SCHEMA, t)) for t in SILVER_TABLES}
 
 
-def rows(lake, settings: Settings, table: str, keep_stamps: bool = False) -> list[dict]:
-    df = lake.read(uri(settings, SILVER_SCHEMA, table))
+def rows(lake, settings: Settings, table: str, keep_stamps: bool = False, version: int | None = None) -> list[dict]:
+    df = lake.read(uri(settings, SILVER_SCHEMA, table), version=version)
     if not keep_stamps:
         df = df.drop(*RUN_STAMPS)
     return sorted((r.asDict(recursive=True) for r in df.collect()), key=repr)
@@ -100,8 +111,8 @@ def snapshot(lake, settings: Settings) -> dict[str, list[dict]]:
     return {t: rows(lake, settings, t) for t in SILVER_TABLES}
 
 
-def enriched(lake, settings: Settings) -> dict[str, dict]:
-    return {r["order_id"]: r for r in rows(lake, settings, SILVER_ENRICHED, keep_stamps=True)}
+def enriched(lake, settings: Settings, version: int | None = None) -> dict[str, dict]:
+    return {r["order_id"]: r for r in rows(lake, settings, SILVER_ENRICHED, keep_stamps=True, version=version)}
 
 
 def lakehouse(tmp_path_factory, name: str) -> Settings:
@@ -114,27 +125,56 @@ def lakehouse(tmp_path_factory, name: str) -> Settings:
     })
 
 
-@pytest.fixture(scope="module")
-def clean(spark, tmp_path_factory):
-    """Two bronze batches, each followed by a clean silver run, then one more run with nothing new."""
-    settings = lakehouse(tmp_path_factory, "clean")
+def clean_runs(spark, settings: Settings) -> dict:
+    """Two bronze batches, each followed by a clean silver run, then one more run with nothing new, all with the
+    engine LAKE_ENGINE names. Returns each run's figures and the silver versions after each run (JSON-able)."""
     lake = get_engine(spark, settings)
-    state = {"settings": settings, "lake": lake}
-    append_bronze(spark, lake, settings, BATCH_1, 0)
-    state["run1"] = run_silver(spark, settings)
-    state["enriched1"] = enriched(lake, settings)
-    append_bronze(spark, lake, settings, BATCH_2, 1)
-    state["run2"] = run_silver(spark, settings)
-    state["enriched2"] = enriched(lake, settings)
-    state["versions2"] = versions(lake, settings)
-    state["run3"] = run_silver(spark, settings)
-    state["versions3"] = versions(lake, settings)
-    state["snapshot"] = snapshot(lake, settings)
+    state = {}
+    for run, batch in ((1, BATCH_1), (2, BATCH_2), (3, None)):
+        if batch is not None:
+            append_bronze(spark, lake, settings, batch, run - 1)
+        state[f"run{run}"] = run_silver(spark, settings)
+        state[f"versions{run}"] = versions(lake, settings)
     return state
 
 
-def test_first_run_builds_every_table(clean):
-    lake, settings = clean["lake"], clean["settings"]
+def observe(spark, settings: Settings, state: dict) -> dict:
+    """What the tests look at, read with the in-process reader (delta-rs reads what either engine wrote)."""
+    lake = get_engine(spark, dataclasses.replace(settings, lake_engine="delta-rs"))
+    return {**state, "settings": settings, "lake": lake,
+            "enriched1": enriched(lake, settings, version=state["versions1"][SILVER_ENRICHED]),
+            "enriched2": enriched(lake, settings, version=state["versions2"][SILVER_ENRICHED]),
+            "snapshot": snapshot(lake, settings)}
+
+
+@pytest.fixture(scope="module")
+def clean(spark, tmp_path_factory):
+    """The clean runs on delta-rs, in this process."""
+    settings = lakehouse(tmp_path_factory, "clean")
+    return observe(spark, settings, clean_runs(spark, settings))
+
+
+@pytest.fixture(scope="module")
+def clean_delta_spark(spark, tmp_path_factory, spark_jars):
+    """The same clean runs on delta-spark, in a subprocess (one JVM for the three runs)."""
+    from conftest import cli_env
+
+    settings = dataclasses.replace(lakehouse(tmp_path_factory, "clean-delta-spark"), lake_engine="delta-spark")
+    env = cli_env(settings, SPARK_EXTRA_JARS=spark_jars, SPARK_SHUFFLE_PARTITIONS="2")
+    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    return observe(spark, settings, json.loads(lines[-1]))
+
+
+@pytest.fixture(scope="module", params=["delta-rs", "delta-spark"])
+def runs(request):
+    """The clean runs of each lake engine."""
+    return request.getfixturevalue("clean" if request.param == "delta-rs" else "clean_delta_spark")
+
+
+def test_first_run_builds_every_table(runs):
+    lake, settings = runs["lake"], runs["settings"]
     orders = {r["order_id"]: r for r in rows(lake, settings, SILVER_ORDERS)}
     assert set(orders) == {"o1", "o2", "o3", "o4", "o9"}
     assert orders["o2"]["status"] == "cancelled" and orders["o1"]["offset"] == 0
@@ -146,34 +186,42 @@ def test_first_run_builds_every_table(clean):
         ("bronze_raw.payments_raw", 6, "invalid_value:currency"),
         ("bronze_raw.payments_raw", 10, "wrong_type:amount_cents"),
     ]
-    run1 = clean["run1"]
+    run1 = runs["run1"]
     figures = lambda job: tuple(run1[job][k] for k in ("read", "valid", "duplicates", "quarantined"))  # noqa: E731
     assert figures("orders") == (7, 4, 1, 2) and figures("payments") == (7, 6, 0, 1)
-    assert clean["enriched1"]["o1"]["fully_paid"] is True and "o9" not in clean["enriched1"]
+    assert runs["enriched1"]["o1"]["fully_paid"] is True and "o9" not in runs["enriched1"]
     for table in (SILVER_ORDERS, SILVER_ORDER_EVENTS, SILVER_PAYMENTS):
         assert DeltaTable(uri(settings, SILVER_SCHEMA, table)).metadata().partition_columns == ["event_date"]
 
 
-def test_second_run_reads_only_new_bronze_rows(clean):
-    run2 = clean["run2"]
+def test_second_run_reads_only_new_bronze_rows(runs):
+    run2 = runs["run2"]
     orders, payments = run2["orders"], run2["payments"]
     assert (orders["read"], orders["valid"], orders["duplicates"], orders["quarantined"]) == (4, 2, 1, 1)
     assert (payments["read"], payments["valid"], payments["duplicates"], payments["quarantined"]) == (4, 2, 1, 1)
     # Every bronze row is a silver event, a removed duplicate or quarantined.
-    for run in (clean["run1"], run2):
+    for run in (runs["run1"], run2):
         for job in ("orders", "payments"):
             assert run[job]["read"] == run[job]["valid"] + run[job]["duplicates"] + run[job]["quarantined"]
-    events = {table: len(clean["snapshot"][table]) for table in (SILVER_ORDER_EVENTS, SILVER_PAYMENTS)}
+    events = {table: len(runs["snapshot"][table]) for table in (SILVER_ORDER_EVENTS, SILVER_PAYMENTS)}
     assert events == {SILVER_ORDER_EVENTS: 4 + 2, SILVER_PAYMENTS: 6 + 2}
 
 
-def test_a_run_with_nothing_new_is_a_noop(clean):
-    assert clean["versions3"] == clean["versions2"]
-    assert all(stats["note"].startswith("up to date") for stats in clean["run3"].values())
+def test_both_engines_build_the_same_silver(clean, clean_delta_spark):
+    assert clean_delta_spark["snapshot"] == clean["snapshot"]
+    figures = ("read", "valid", "duplicates", "quarantined", "written", "source_from", "source_to")
+    for run in ("run1", "run2", "run3"):
+        for job, stats in clean[run].items():
+            assert {k: clean_delta_spark[run][job][k] for k in figures} == {k: stats[k] for k in figures}, (run, job)
 
 
-def test_late_payment_updates_its_old_order_and_only_its_updated_ts(clean):
-    before, after = clean["enriched1"], clean["enriched2"]
+def test_a_run_with_nothing_new_is_a_noop(runs):
+    assert runs["versions3"] == runs["versions2"]
+    assert all(stats["note"].startswith("up to date") for stats in runs["run3"].values())
+
+
+def test_late_payment_updates_its_old_order_and_only_its_updated_ts(runs):
+    before, after = runs["enriched1"], runs["enriched2"]
     assert before["o4"]["fully_paid"] is False and before["o4"]["paid_amount"] == Decimal("10.01")
     assert after["o4"]["fully_paid"] is True and after["o4"]["paid_amount"] == Decimal("30.00")
     assert after["o4"]["updated_ts"] > before["o4"]["updated_ts"]
@@ -257,3 +305,10 @@ def test_maintain_between_runs_keeps_silver_exact(spark, tmp_path_factory, clean
     assert snapshot(lake, settings) == clean["snapshot"]
     with pytest.raises(EcomlakeError):
         maintain.run_maintain(spark, settings, retention_hours=0)
+
+
+if __name__ == "__main__":  # the delta-spark side of `clean_delta_spark`: settings and jars from the environment
+    from ecomlake.spark import get_spark
+
+    _settings = Settings.from_env()
+    print(json.dumps(clean_runs(get_spark(_settings, app_name="silver-incremental"), _settings)))

@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from ecomlake.settings import Settings
-from fixtures_trino import s3_server, trino_server  # noqa: F401  (session fixtures; conftest may import them instead)
+from fixtures_trino import hive_metastore, s3_lake_server, trino_server  # noqa: F401  (session fixtures)
 from gold import build as gold
 from pipeline.bench.synthetic_silver import UTC, Order, Payment, SilverLake, minute_of, synthetic
 from serving import trino_tables
@@ -112,7 +112,12 @@ def first(trino_server, tmp_path_factory):
     """Silver state 1, registered in Trino; gold built on Trino and on DuckDB."""
     stack = Stack(tmp_path_factory.mktemp("trino-real"), trino_server)
     orders, payments = state1()
-    stack.lake.write(orders, payments, now=NOW - timedelta(minutes=60))  # older than the watermark lookback
+    stack.lake.write(orders, payments, now=NOW - timedelta(minutes=60))
+    # A second silver commit 30 minutes later (one more order): gold's watermark is then newer than the first
+    # commit's rows by more than the lookback, so the incremental run below leaves their minutes alone.
+    orders.append(Order("tail", at(45), "USD", Decimal("1.00")))
+    payments.append(Payment("tail", Decimal("1.00"), at(46)))
+    stack.lake.write(orders, payments, now=NOW - timedelta(minutes=30))
     trino_server.query(f"CREATE SCHEMA IF NOT EXISTS delta.gold WITH (location = '{GOLD_LOCATION}')")
     registered = stack.register_tables()
     trino_result = stack.build(stack.trino)
@@ -136,7 +141,7 @@ def test_register_tables_for_real(first):
     silver = {"orders_clean", "payments_clean", "order_payments_enriched", "quarantine"}
     assert {f"registered silver.{t}" for t in silver} <= set(registered), registered
     assert {row[0] for row in stack.server.query("SHOW TABLES FROM delta.silver")} >= silver
-    assert stack.server.query("SELECT count(*) FROM delta.silver.order_payments_enriched")[0][0] == 46
+    assert stack.server.query("SELECT count(*) FROM delta.silver.order_payments_enriched")[0][0] == 47
     again = stack.register_tables()  # idempotent: nothing new, nothing failed
     assert not [line for line in again if line.startswith(("registered", "created"))], again
     assert any("already registered" in line and "silver.order_payments_enriched" in line for line in again)
@@ -169,7 +174,9 @@ def test_incremental_run_restates_the_late_minute_on_both_engines(second):
     assert trino[at(5)][:2] == (Decimal("131.600000"), 2) and trino[at(5)][2] > trino_before[at(5)][2]
     assert trino[at(10)][:2] == (Decimal("0"), 0)
     untouched = [m for m in trino_before if m < BASE]  # background minutes: no order changed, not recomputed
-    assert untouched and all(trino[m] == trino_before[m] and duck[m] == duck_before[m] for m in untouched)
+    changed = {m: (before[m], now[m]) for before, now in ((trino_before, trino), (duck_before, duck))
+               for m in untouched if now[m] != before[m]}
+    assert untouched and not changed
 
 
 def test_source_freshness_on_trino(second):
@@ -196,3 +203,21 @@ def test_every_trino_query_runs(second):
     tables = results.get("tables")
     if tables is not None:
         assert {"fct_sales_minute", "vw_sales_last_60min", "order_payments_enriched"} <= {r[1] for r in tables}
+
+
+def test_catalogs_differ_from_the_project_files_only_in_metastore_and_local_fs(tmp_path):
+    """The local catalogs are trino/catalog/*.properties with the documented overrides, nothing else."""
+    from ecomlake.jvm.trino_server import CATALOG_DIR, CATALOGS, catalog_properties
+
+    for name in CATALOGS:
+        original = set((CATALOG_DIR / f"{name}.properties").read_text().splitlines())
+        for uri, s3 in (("thrift://127.0.0.1:9999", True), (None, False)):
+            local = set(catalog_properties(name, tmp_path, uri, s3=s3).splitlines())
+            removed = {line.split("=")[0] for line in original - local}
+            added = {line.split("=")[0] for line in local - original}
+            s3_keys = {k for k in removed if k.startswith(("fs.native-s3", "s3."))}
+            assert removed - s3_keys == {"hive.metastore.uri"} and (s3 or s3_keys), (name, removed)
+            assert added - {"hive.metastore.uri"} == (
+                {"fs.native-local.enabled", "local.location"} if uri else
+                {"fs.native-local.enabled", "local.location", "hive.metastore", "hive.metastore.catalog.dir",
+                 "hive.metastore.disable-location-checks"}), (name, added)

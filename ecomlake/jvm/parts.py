@@ -42,6 +42,8 @@ SLF4J_VERSION = "1.7.36"
 RELOAD4J_VERSION = "1.2.25"
 # Trino 478 (and every 47x delta-lake plugin zip) is not on this project's Maven Central; 476 is, as the full server.
 TRINO_VERSION = "476"
+HIVE_METASTORE_VERSION = "4.0.1"  # the compose image's (docker/hive-metastore/Dockerfile)
+HADOOP_METASTORE_VERSION = "3.3.6"  # the Hadoop of the apache/hive:4.0.1 image; its bin tarball ships none
 
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 MARKER = ".ecomlake-fetched"
@@ -53,7 +55,7 @@ class Part:
     group: str  # what --only selects
     name: str  # what --print-path names
     folder: str  # below the cache directory
-    artifacts: tuple[str, ...]  # groupId:artifactId:version[:type]
+    artifacts: tuple[str, ...]  # groupId:artifactId:version[:type[:classifier]]
     transitive: bool = False
     keep: tuple[str, ...] = ()  # for an archive: the entries (below its top folder) to unpack
 
@@ -84,6 +86,15 @@ PARTS = (
     Part("trino", "trino-server", f"trino-server-{TRINO_VERSION}", (
         f"io.trino:trino-server:{TRINO_VERSION}:tar.gz",
     ), keep=("bin/", "lib/", "plugin/delta-lake/", "plugin/hive/", "NOTICE", "README.txt")),
+    # Trino's metastore as compose runs it (ecomlake/jvm/hive_metastore.py): the standalone server with its Derby
+    # schema scripts, and the Hadoop (with s3a and its AWS SDK v1 bundle) the image puts beside it.
+    Part("trino", "hive-metastore", f"hive-metastore-{HIVE_METASTORE_VERSION}", (
+        f"org.apache.hive:hive-standalone-metastore-server:{HIVE_METASTORE_VERSION}:tar.gz:bin",
+    ), keep=("lib/", "scripts/metastore/upgrade/derby/")),
+    Part("trino", "hive-metastore-hadoop", f"hive-metastore-hadoop-{HADOOP_METASTORE_VERSION}", tuple(
+        f"org.apache.hadoop:{name}:{HADOOP_METASTORE_VERSION}"
+        for name in ("hadoop-common", "hadoop-hdfs-client", "hadoop-hdfs", "hadoop-aws")
+    ), transitive=True),
 )
 
 
@@ -184,6 +195,7 @@ def _pom(p: Part) -> str:
     for coords in p.artifacts:
         group, artifact, version, *kind = coords.split(":")
         type_ = f"<type>{kind[0]}</type>" if kind else ""
+        type_ += f"<classifier>{kind[1]}</classifier>" if len(kind) > 1 else ""
         closed = "" if p.transitive else \
             "<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
         deps.append(f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"

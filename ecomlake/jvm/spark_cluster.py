@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -230,3 +231,40 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m ecomlake.jvm.spark_cluster start|stop|status [--run-dir DIR] [--cores N] [--memory M]"""
+    import argparse
+
+    from ecomlake.settings import load
+
+    parser = argparse.ArgumentParser(prog="python -m ecomlake.jvm.spark_cluster", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("--run-dir", default=str(Path(load().run_dir) / "spark-cluster"),
+                        help="logs, work directory and state file (default: $ECOMLAKE_RUN_DIR/spark-cluster)")
+    parser.add_argument("--cores", type=int, default=1, help="executor cores the worker offers (default 1)")
+    parser.add_argument("--memory", default="1g", help="executor memory the worker offers (default 1g)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.action == "start":
+        url = start(args.run_dir, cores=args.cores, memory=args.memory)
+        state = read_state(args.run_dir)
+        print(f"spark cluster: {url} (master UI {state.webui_url if state else '?'}, work dir {args.run_dir}/work); "
+              f"use SPARK_MASTER={url}")
+    elif args.action == "stop":
+        stopped = stop(args.run_dir)
+        print(f"spark cluster stopped: {stopped.master_url}" if stopped else "spark cluster was not running")
+    else:
+        state = status(args.run_dir)
+        print(f"spark cluster running: {state.master_url} (master UI {state.webui_url})" if state
+              else "spark cluster not running")
+        return 0 if state else 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except EcomlakeError as err:
+        print(f"spark cluster: error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake import delta_log
 from ecomlake.lake.base import LakeEngine
+from ecomlake.lake.fs import delta_rs_location
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -20,17 +21,14 @@ class DeltaRsEngine(LakeEngine):
     def exists(self, uri: str) -> bool:
         from deltalake import DeltaTable
 
-        return DeltaTable.is_deltatable(_rs_uri(uri))
+        location, options = delta_rs_location(uri)
+        return DeltaTable.is_deltatable(location, storage_options=options)
 
     def version(self, uri: str) -> int | None:
-        from deltalake import DeltaTable
-
-        return DeltaTable(_rs_uri(uri)).version() if self.exists(uri) else None
+        return _open(uri).version() if self.exists(uri) else None
 
     def txn_version(self, uri: str, app_id: str) -> int | None:
-        from deltalake import DeltaTable
-
-        return DeltaTable(_rs_uri(uri)).transaction_version(app_id) if self.exists(uri) else None
+        return _open(uri).transaction_version(app_id) if self.exists(uri) else None
 
     def append_batch(
         self, df: "DataFrame", uri: str, app_id: str, txn_version: int, partition_by: Sequence[str] = ()
@@ -42,17 +40,16 @@ class DeltaRsEngine(LakeEngine):
         done = self.txn_version(uri, app_id)
         if done is not None and done >= txn_version:
             return False
+        location, options = delta_rs_location(uri)
         write_deltalake(
-            _rs_uri(uri), _nullable(df.toArrow()), mode="append", partition_by=list(partition_by) or None,
-            commit_properties=_commit_properties(app_id, txn_version),
+            location, _nullable(df.toArrow()), mode="append", partition_by=list(partition_by) or None,
+            commit_properties=_commit_properties(app_id, txn_version), storage_options=options,
         )
         return True
 
     def read(self, uri: str, version: int | None = None) -> "DataFrame":
         """Spark reads the version's active Parquet files itself (no copy through the driver)."""
-        from deltalake import DeltaTable
-
-        table = DeltaTable(_rs_uri(uri), version=version)
+        table = _open(uri, version=version)
         _check_readable(table, uri)
         adds = [
             {"path": a["path"], "partitionValues": _partition_strings(a.get("partition"))}
@@ -67,8 +64,8 @@ class DeltaRsEngine(LakeEngine):
     def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None):
         from deltalake import DeltaTable, write_deltalake
 
-        path = _rs_uri(uri)
-        table = DeltaTable(path) if DeltaTable.is_deltatable(path) else None
+        path, options = delta_rs_location(uri)
+        table = DeltaTable(path, storage_options=options) if DeltaTable.is_deltatable(path, options) else None
         if table is not None and app_id is not None and txn_version is not None:
             done = table.transaction_version(app_id)
             if done is not None and done >= txn_version:
@@ -76,7 +73,8 @@ class DeltaRsEngine(LakeEngine):
         commit = _commit_properties(app_id, txn_version)
         data = _nullable(df.toArrow())
         if table is None:
-            write_deltalake(path, data, partition_by=list(partition_by) or None, mode="append", commit_properties=commit)
+            write_deltalake(path, data, partition_by=list(partition_by) or None, mode="append", commit_properties=commit,
+                            storage_options=options)
             return True
         predicate = " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
         before = table.version()
@@ -91,42 +89,40 @@ class DeltaRsEngine(LakeEngine):
         if commit is None:
             return False
         # delta-rs skips the commit of a merge that changes no row: record the consumed batch with an empty append.
-        write_deltalake(path, data.schema.empty_table(), mode="append", commit_properties=commit)
+        write_deltalake(path, data.schema.empty_table(), mode="append", commit_properties=commit,
+                        storage_options=options)
         return True
 
     def history(self, uri: str, limit: int | None = None) -> list[dict]:
-        from deltalake import DeltaTable
-
         return [
             {
                 "version": entry["version"],
                 "timestamp": datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc),
                 "operation": entry.get("operation"),
             }
-            for entry in DeltaTable(_rs_uri(uri)).history(limit)
+            for entry in _open(uri).history(limit)
         ]
 
     def optimize(self, uri: str) -> dict:
-        from deltalake import DeltaTable
-
-        metrics = DeltaTable(_rs_uri(uri)).optimize.compact()
+        metrics = _open(uri).optimize.compact()
         return {"files_removed": int(metrics["numFilesRemoved"]), "files_added": int(metrics["numFilesAdded"])}
 
     def vacuum(self, uri: str, retention_hours: int) -> list[str]:
-        from deltalake import DeltaTable
-
         if retention_hours < 1:
             raise ValueError("vacuum retention must be at least 1 hour")
         # The retention is checked by the caller (`ecomlake maintain`), so the table's 7-day default is not enforced.
         # full=True also removes files no commit references (left by crashed writers), like Spark's VACUUM.
-        return DeltaTable(_rs_uri(uri)).vacuum(
+        return _open(uri).vacuum(
             retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=True
         )
 
 
-def _rs_uri(uri: str) -> str:
-    """delta-rs speaks s3:// where Spark's Hadoop filesystem speaks s3a://."""
-    return "s3://" + uri[len("s3a://"):] if uri.startswith("s3a://") else uri
+def _open(uri: str, version: int | None = None):
+    """The delta-rs table at a lake URI (s3a:// mapped to s3://, S3 options from the settings: lake.fs)."""
+    from deltalake import DeltaTable
+
+    location, options = delta_rs_location(uri)
+    return DeltaTable(location, version=version, storage_options=options)
 
 
 def _commit_properties(app_id: str | None, txn_version: int | None):
