@@ -115,7 +115,7 @@ class Settings:
     spark_master: str = "local[2]"
     run_dir: str = field(default_factory=lambda: str(Path(".ecomlake").resolve()))
     dbt_target: str = "duckdb"
-    event_ts_max_ahead_s: int = 3600
+    event_ts_max_ahead_s: int = 86400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -134,7 +134,7 @@ class Settings:
             spark_master=env.get("SPARK_MASTER", "").strip() or "local[2]",
             run_dir=str(Path(env.get("ECOMLAKE_RUN_DIR", "").strip() or ".ecomlake").expanduser().resolve()),
             dbt_target=_choice(env, "DBT_TARGET", "duckdb", DBT_TARGETS),
-            event_ts_max_ahead_s=_int(env, "EVENT_TS_MAX_AHEAD_SECONDS", 3600, minimum=0),
+            event_ts_max_ahead_s=_int(env, "EVENT_TS_MAX_AHEAD_SECONDS", 86400, minimum=0),
         )
 
     def __post_init__(self) -> None:

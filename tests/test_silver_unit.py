@@ -168,12 +168,17 @@ def test_payment_without_event_id_gets_a_deterministic_synthetic_one(spark):
 
 
 # --- dedupe and latest state ------------------------------------------------------------------------------------
-def test_dedupe_keeps_the_first_copy_by_partition_and_offset(spark):
+def test_dedupe_keeps_the_first_copy_to_arrive_whatever_its_partition(spark):
+    """Ingestion order (bronze batch, publication, coordinates) decides; partition numbers order nothing."""
     created = order("o1")
-    msgs = [Msg(created, offset=9), Msg(created, offset=4), Msg(created, offset=2, partition=1), Msg(order("o2"), 3)]
+    msgs = [Msg(created, offset=9, published=T0 + timedelta(seconds=9)),
+            Msg(created, offset=4, published=T0 + timedelta(seconds=4)),
+            Msg(created, offset=2, partition=1, published=T0 + timedelta(seconds=2)),
+            Msg(created, offset=1, partition=0, published=T0 + timedelta(seconds=3)),
+            Msg(order("o2"), 3)]
     valid, _ = silver_orders.validate(bronze_df(spark, ORDERS_TOPIC, msgs))
     kept = {(r["order_id"], r["partition"], r["offset"]) for r in common.dedupe(valid).collect()}
-    assert kept == {("o1", 0, 4), ("o2", 0, 3)}
+    assert kept == {("o1", 1, 2), ("o2", 0, 3)}
 
 
 def order_events(spark, msgs):
@@ -229,14 +234,18 @@ def test_late_created_event_sets_order_ts_and_redeliveries_change_nothing(spark)
     stored.unpersist()
 
 
-def test_payments_merge_only_new_or_earlier_copies(spark):
+def test_a_copy_with_other_content_conflicts_and_a_redelivery_does_not(spark):
     p1, p2 = payment("o1", 100), payment("o1", 200, status="refunded")
-    stored, _ = silver_payments.validate(bronze_df(spark, PAYMENTS_TOPIC, [Msg(p1, offset=10)]))
-    batch, _ = silver_payments.validate(
-        bronze_df(spark, PAYMENTS_TOPIC, [Msg(p1, offset=12), Msg(p2, offset=13), Msg(p1, offset=3, partition=0)])
-    )
-    rows = common.new_or_earlier(common.dedupe(batch), stored).collect()
-    assert sorted((r["event_id"], r["offset"]) for r in rows) == sorted([(p1["event_id"], 3), (p2["event_id"], 13)])
+    kept, _ = silver_payments.validate(bronze_df(spark, PAYMENTS_TOPIC, [Msg(p1, offset=10, partition=1)]))
+    changed = dict(p1, amount_cents=1)
+    batch, _ = silver_payments.validate(bronze_df(spark, PAYMENTS_TOPIC, [
+        Msg(p1, offset=12, partition=1),  # redelivery: same content
+        Msg(p2, offset=13, partition=1),  # another event
+        Msg(changed, offset=3, partition=0),  # same event_id, other content, through a lower partition
+        Msg(p1, offset=10, partition=1),  # the kept copy itself (a rerun after a crash)
+    ]))
+    rows = common.conflicting(batch, kept).collect()
+    assert [(r["partition"], r["offset"]) for r in rows] == [(0, 3)]
 
 
 # --- enrichment -------------------------------------------------------------------------------------------------

@@ -40,11 +40,9 @@ QUARANTINE_DDL = tables.QUARANTINE.ddl
 LINEAGE = ("topic", "partition", "offset", "kafka_timestamp", "ingest_ts")
 RAW_COLUMNS = ("topic", "partition", "offset", "raw_key", "raw_value", "raw_value_b64", "kafka_timestamp")
 QUARANTINE_KEYS = tables.QUARANTINE.keys
-# Merge predicate of event tables: a stored event is replaced only by an earlier copy of itself.
-EARLIER_COPY = (
-    "source.`partition` < target.`partition` OR "
-    "(source.`partition` = target.`partition` AND source.`offset` < target.`offset`)"
-)
+# Ingestion order: which copy of an event_id arrived first (bronze batch, then publication, then coordinates).
+ARRIVAL = ("ingest_ts", "kafka_timestamp", "partition", "offset")
+CONFLICTING_COPY = "conflicting_duplicate:event_id"
 
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 
@@ -144,20 +142,35 @@ def quarantine_rows(rejected: DataFrame, source_table: str, quarantined_ts: date
 
 
 def dedupe(events: DataFrame) -> DataFrame:
-    """Redeliveries share an event_id: keep the first copy by (partition, offset)."""
-    first = Window.partitionBy("event_id").orderBy("partition", "offset")
+    """Copies share an event_id: keep the first to arrive (ARRIVAL), whatever partition it came through."""
+    first = Window.partitionBy("event_id").orderBy(*ARRIVAL)
     return events.withColumn("_copy", F.row_number().over(first)).filter("_copy = 1").drop("_copy")
 
 
-def new_or_earlier(events: DataFrame, stored: DataFrame) -> DataFrame:
-    """Deduplicated events that are not stored yet, or are an earlier copy (by partition, offset) of a stored
-    event: what an insert-mostly merge into an event table must write."""
-    old = stored.select("event_id", F.col("partition").alias("_s_partition"), F.col("offset").alias("_s_offset"))
-    j = events.join(old, "event_id", "left")
-    earlier = (F.col("partition") < F.col("_s_partition")) | (
-        (F.col("partition") == F.col("_s_partition")) & (F.col("offset") < F.col("_s_offset"))
+def content(events: DataFrame) -> Column:
+    """A digest of an event's own fields, not of where or when it arrived: equal for a redelivered copy."""
+    fields = sorted(c for c in events.columns if c not in LINEAGE and c != "event_date")
+    return F.sha2(F.to_json(F.struct(*fields)), 256)
+
+
+def conflicting(events: DataFrame, kept: DataFrame) -> DataFrame:
+    """The copies in `events` whose content differs from the copy silver keeps for their event_id (`kept`)."""
+    winner = kept.select(
+        "event_id", content(kept).alias("_kept_content"),
+        *[F.col(c).alias(f"_kept_{c}") for c in QUARANTINE_KEYS],
     )
-    return j.filter(F.col("_s_offset").isNull() | earlier).select(*events.columns)
+    joined = events.withColumn("_content", content(events)).join(winner, "event_id")
+    same_copy = F.lit(True)
+    for c in QUARANTINE_KEYS:
+        same_copy = same_copy & (F.col(c) == F.col(f"_kept_{c}"))
+    return joined.filter(~same_copy & (F.col("_content") != F.col("_kept_content"))).select(*events.columns)
+
+
+def stored_events(lake: "LakeEngine", uri: str, events: DataFrame) -> DataFrame | None:
+    """The rows of the event table at `uri` for the event ids in `events` (None before the table exists)."""
+    if not lake.exists(uri):
+        return None
+    return lake.read(uri).join(F.broadcast(events.select("event_id").distinct()), "event_id", "left_semi")
 
 
 def changed_only(fresh: DataFrame, existing: DataFrame, keys: Sequence[str], compared: Sequence[str]) -> DataFrame:
@@ -185,40 +198,56 @@ class Increment:
 
 def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: str, app: str,
                  stats: "JobStats") -> int:
-    """Merge the increment's valid `events` into an event table (one row per event_id), recording the source
-    version in that commit. Counts events new to silver (`valid`) and redeliveries removed (`duplicates`);
-    returns the rows written."""
-    unique = dedupe(events).persist()
-    if lake.exists(uri):
-        stored = lake.read(uri).join(F.broadcast(unique.select("event_id")), "event_id", "left_semi")
-    else:
-        stored = unique.limit(0)
-    stored = stored.select("event_id", "partition", "offset").persist()
-    rows = new_or_earlier(unique, stored).persist()
+    """Insert the increment's events that silver does not hold yet into an event table (one row per event_id, the
+    first copy to arrive), recording the source version in that commit. A stored event is never replaced: a
+    redelivered copy is a duplicate, a copy with other content goes to quarantine (conflicting_rows). Counts events
+    new to silver (`valid`) and redeliveries removed (`duplicates`); returns the rows written."""
+    events = events.persist()
+    stored = stored_events(lake, uri, events)
+    stored = (stored if stored is not None else events.limit(0)).persist()
+    new = dedupe(events).join(stored.select("event_id"), "event_id", "left_anti").persist()
     try:
         lake.merge(
-            rows, uri, ["event_id"], partition_by=["event_date"], when_matched_update=EARLIER_COPY, app_id=app,
+            new, uri, ["event_id"], partition_by=["event_date"], when_matched_update="false", app_id=app,
             txn_version=batch.end,
         )
-        flagged = rows.join(stored.select("event_id", F.lit(True).alias("_stored")), "event_id", "left")
-        written, replaced = flagged.agg(F.count(F.lit(1)), F.count("_stored")).first()
-        stats.valid += written - replaced
-        stats.duplicates += batch.read - batch.rejected - written + replaced
+        written = new.count()
+        conflicts = conflicting(events, stored.unionByName(new)).count()
+        stats.valid += written
+        stats.duplicates += batch.read - batch.rejected - written - conflicts
         return written
     finally:
-        for df in (rows, stored, unique):
+        for df in (new, stored, events):
             df.unpersist()
 
 
+def conflicting_rows(lake: "LakeEngine", batch: Increment, events: DataFrame, events_uri: str) -> DataFrame:
+    """Bronze rows of the increment whose event conflicts with the copy the event table keeps (RAW_COLUMNS and
+    reason, as `split` gives rejected rows). Run after the event table took the increment."""
+    kept = stored_events(lake, events_uri, events)
+    if kept is None:
+        return batch.classified.limit(0).select(*RAW_COLUMNS, F.lit(CONFLICTING_COPY).alias("reason"))
+    copies = conflicting(events, kept).select(*QUARANTINE_KEYS)
+    return batch.classified.join(copies, list(QUARANTINE_KEYS), "left_semi").select(
+        *RAW_COLUMNS, F.lit(CONFLICTING_COPY).alias("reason")
+    )
+
+
 def write_quarantine(lake: "LakeEngine", batch: Increment, rejected: DataFrame, uri: str, source_table: str,
-                     stats: "JobStats") -> None:
+                     stats: "JobStats", conflicts: DataFrame | None = None) -> None:
     """Insert-only on the bronze coordinates; the consumed source version commits with the rows."""
+    if conflicts is not None:
+        conflicts = conflicts.persist()
+        rejected = rejected.unionByName(conflicts)
     rows = quarantine_rows(rejected, source_table, run_timestamp())
     lake.merge(
         rows, uri, list(QUARANTINE_KEYS), when_matched_update="false", app_id=app_id(source_table),
         txn_version=batch.end,
     )
     stats.quarantined += batch.rejected
+    if conflicts is not None:
+        stats.quarantined += conflicts.count()
+        conflicts.unpersist()
 
 
 def run_increment(

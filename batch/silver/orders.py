@@ -164,7 +164,8 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
             lake, batch, with_event_date(split(batch.classified)[0]), events_uri, APP_ID, stats
         ),
         quarantine_uri: lambda batch: common.write_quarantine(
-            lake, batch, split(batch.classified)[1], quarantine_uri, SOURCE_TABLE, stats
+            lake, batch, split(batch.classified)[1], quarantine_uri, SOURCE_TABLE, stats,
+            conflicts=common.conflicting_rows(lake, batch, with_event_date(split(batch.classified)[0]), events_uri),
         ),
     }
     return common.run_increment(

@@ -127,7 +127,8 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
     writers = {
         clean_uri: lambda batch: write_clean(lake, batch, clean_uri, stats),
         quarantine_uri: lambda batch: common.write_quarantine(
-            lake, batch, split(batch.classified)[1], quarantine_uri, SOURCE_TABLE, stats
+            lake, batch, split(batch.classified)[1], quarantine_uri, SOURCE_TABLE, stats,
+            conflicts=common.conflicting_rows(lake, batch, split(batch.classified)[0], clean_uri),
         ),
     }
     return common.run_increment(
