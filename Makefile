@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ECOM   := $(BIN)/ecomlake
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-deps test-fast demo bench jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
+.PHONY: help install test test-deps test-fast demo bench soak jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
         gold dbt-test freshness dbt-docs maintain up down ps logs clean
 
 help:
@@ -46,6 +46,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(ECOM) bench
+
+# SOAK_ARGS e.g. "--seconds 600 --rate 200"; KAFKA_BROKER=kafka also kills the (persistent) Apache Kafka broker.
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(ECOM) soak $(SOAK_ARGS)
 
 # The JVM parts (pinned in ecomlake/jvm/parts.py) into ECOMLAKE_JVM_CACHE; ONLY=spark|kafka|trino for one group.
 # Needs mvn; nothing on the embedded stack (make demo) does.

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "freshness": ("gold.build:freshness_main", "dbt source freshness of the silver tables"),
     "demo": ("pipeline.demo:main", "the whole pipeline on the embedded stack, with a live status view"),
     "bench": ("pipeline.bench.run:main", "measure every stage; writes bench/results.json"),
+    "soak": ("pipeline.soak:main", "minutes of load with random kill -9 of every process, then a full reconciliation"),
     "register-tables": ("serving.trino_tables:main", "cluster stack: list every lake Delta table in Trino"),
     "metabase": ("serving.metabase:main", "cluster stack: provision Metabase (questions, dashboard)"),
     "jvm-parts": ("ecomlake.jvm.parts:main", "fetch the cluster stack's JVM parts with mvn into a cache"),

@@ -1,0 +1,212 @@
+"""`ecomlake soak`: minutes of load with random `kill -9` of the pipeline's processes, then a full reconciliation.
+
+On a private broker and scratch lake: the generator publishes `late_and_duplicates` for --seconds; bronze streams
+(`ecomlake bronze`), and silver and gold run back to back (`ecomlake silver`, `ecomlake gold`), each as its own
+process. Every few seconds one running process, picked at random (seeded), is killed with SIGKILL and started
+again. With KAFKA_BROKER=kafka the broker (persistent Apache Kafka) is among the victims; the embedded broker
+keeps data in memory only, so it is never killed. At the end bronze drains, silver and gold run once more, and
+Kafka, bronze, silver and gold are reconciled against the generator's manifest: nothing lost, nothing doubled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Sequence
+
+from ecomlake import broker, tables
+from ecomlake.errors import EcomlakeError
+from ecomlake.settings import Settings, load
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Component:
+    """One restartable `ecomlake <command>` process; `once` ones are started again when they finish."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path, once: bool):
+        self.name, self.args, self.env, self.once = name, args, env, once
+        self.log = open(log_dir / f"{name}.log", "a")
+        self.proc: subprocess.Popen | None = None
+        self.kills = self.runs = self.failures = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *self.args], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def tick(self) -> None:
+        """Restart a finished run-once job; count runs that failed (other than by our kills)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            if self.proc.returncode not in (0, -signal.SIGKILL):
+                self.failures += 1
+            if self.once:
+                time.sleep(1.0 if self.proc.returncode else 0.0)
+                self.start()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.kills += 1
+            self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _run(env: dict[str, str], *args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EcomlakeError(f"`ecomlake {' '.join(args)}` failed: {proc.stderr.strip().splitlines()[-1:]}")
+
+
+def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
+    """(found, expected) per check: Kafka, bronze, silver and gold against the generator's manifest."""
+    import duckdb
+    from confluent_kafka import Consumer, TopicPartition
+    from deltalake import DeltaTable
+
+    from generator.manifest import value_digest
+
+    checks: dict[str, tuple] = {}
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "ecomlake-soak"})
+    try:
+        meta = consumer.list_topics(timeout=10)
+        in_kafka = sum(
+            consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+            for t in settings.topics for p in meta.topics[t].partitions
+        )
+    finally:
+        consumer.close()
+    checks["kafka messages"] = (in_kafka, manifest["sent"])
+    for table in (tables.ORDERS_RAW, tables.PAYMENTS_RAW):
+        rows = DeltaTable(table.uri(settings)).to_pyarrow_table().to_pylist()
+        topic = rows[0]["topic"] if rows else "?"
+        coordinates = Counter((r["topic"], r["partition"], r["offset"]) for r in rows)
+        payloads = [(r["raw_value"] or "").encode() if r["raw_value_b64"] is None else
+                    base64.b64decode(r["raw_value_b64"]) for r in rows]
+        checks[f"{table.qualified} rows"] = (len(rows), manifest["per_topic"].get(topic, {}).get("sent"))
+        checks[f"{table.qualified} doubled coordinates"] = (sum(1 for n in coordinates.values() if n > 1), 0)
+        checks[f"{table.qualified} payload digest"] = (value_digest(payloads),
+                                                      manifest["per_topic"].get(topic, {}).get("value_digest"))
+    expected = manifest["expected"]
+    for table, key in ((tables.ORDERS_CLEAN, "orders_clean_rows"), (tables.PAYMENTS_CLEAN, "payments_clean_rows"),
+                       (tables.ORDER_PAYMENTS_ENRICHED, "order_payments_enriched_rows"),
+                       (tables.QUARANTINE, "quarantine_rows")):
+        checks[f"{table.qualified} rows"] = (len(DeltaTable(table.uri(settings)).to_pyarrow_table()), expected[key])
+    with duckdb.connect(settings.warehouse_path, read_only=True) as con:
+        gmv, paid = con.execute("select sum(gmv), sum(paid_orders) from gold.fct_sales_minute").fetchone()
+    checks["gold paid orders"] = (int(paid or 0), expected["fully_paid_orders"])
+    checks["gold GMV (USD, to the cent)"] = (Decimal(gmv or 0).quantize(Decimal("0.01")),
+                                            Decimal(expected["gmv_usd_exact"]).quantize(Decimal("0.01")))
+    return checks
+
+
+def soak(base: Settings, seconds: float, rate: float, seed: int, kill_every: float, workdir: Path) -> dict:
+    settings = dataclasses.replace(base, kafka_bootstrap=f"127.0.0.1:{_free_port()}",
+                                   lakehouse_uri=str(workdir / "lakehouse"), run_dir=str(workdir / "run"))
+    env = {**os.environ, **settings.to_env()}
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    manifest_path = workdir / "manifest.json"
+    rng = random.Random(seed)
+    broker.start(settings)
+    try:
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "generate", "--duration", str(seconds), "--rate", str(rate),
+             "--scenario", "late_and_duplicates", "--seed", str(seed), "--manifest", str(manifest_path)],
+            env=env, stdout=open(logs / "generator.log", "w"), stderr=subprocess.STDOUT)
+        time.sleep(2)
+        parts = [Component("bronze", ["bronze", "--trigger", "1"], env, logs, once=False),
+                 Component("silver", ["silver"], env, logs, once=True),
+                 Component("gold", ["gold"], env, logs, once=True)]
+        for part in parts:
+            part.start()
+        broker_kills = 0
+        started = time.monotonic()
+        next_kill = started + rng.expovariate(1 / kill_every)
+        while generator.poll() is None:
+            for part in parts:
+                part.tick()
+            if time.monotonic() >= next_kill:
+                victims = [p.name for p in parts] + (["broker"] if settings.broker == "kafka" else [])
+                victim = rng.choice(victims)
+                print(f"soak: {time.monotonic() - started:5.1f}s kill -9 {victim}", flush=True)
+                if victim == "broker":
+                    state = broker.read_state(settings)
+                    os.kill(state.pid, signal.SIGKILL)
+                    time.sleep(0.5)
+                    broker.start(settings)
+                    broker_kills += 1
+                else:
+                    next(p for p in parts if p.name == victim).kill()
+                next_kill = time.monotonic() + rng.expovariate(1 / kill_every)
+            time.sleep(0.2)
+        if generator.returncode != 0:
+            raise EcomlakeError(f"the generator failed (see {logs / 'generator.log'})")
+        for part in parts:
+            part.stop()
+        print("soak: load over; draining bronze, then silver and gold once more", flush=True)
+        _run(env, "bronze", "--available-now")
+        _run(env, "silver")
+        _run(env, "gold")
+        manifest = json.loads(manifest_path.read_text())
+        checks = reconcile(settings, manifest)
+    finally:
+        broker.stop(settings)
+    return {
+        "seconds": seconds, "rate": rate, "seed": seed, "events": manifest["sent"],
+        "kills": {**{p.name: p.kills for p in parts}, "broker": broker_kills},
+        "runs": {p.name: p.runs for p in parts},
+        "failed_runs": {p.name: p.failures for p in parts},
+        "checks": {name: {"found": str(found), "expected": str(want), "ok": found == want}
+                   for name, (found, want) in checks.items()},
+        "logs": str(logs),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ecomlake soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="how long the generator publishes")
+    parser.add_argument("--rate", type=float, default=100.0, help="events per second")
+    parser.add_argument("--seed", type=int, default=13, help="seeds the events and the choice of kills")
+    parser.add_argument("--kill-every", type=float, default=10.0, help="mean seconds between two kills")
+    parser.add_argument("--workdir", help="where the scratch lake and logs go (default: a new temporary folder)")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ecomlake-soak-"))
+    report = soak(load(), args.seconds, args.rate, args.seed, args.kill_every, workdir)
+    (workdir / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"soak: {report['events']:,} events in {args.seconds:g}s; kill -9: "
+          + ", ".join(f"{name} {n}" for name, n in report["kills"].items())
+          + "; runs (failed, e.g. gold before silver existed): "
+          + ", ".join(f"{name} {n} ({report['failed_runs'][name]})" for name, n in report["runs"].items()))
+    failed = [name for name, check in report["checks"].items() if not check["ok"]]
+    for name, check in report["checks"].items():
+        print(f"  {'ok  ' if check['ok'] else 'FAIL'} {name}: {check['found']} (expected {check['expected']})")
+    print(f"soak: {'nothing lost or doubled' if not failed else 'MISMATCH in ' + ', '.join(failed)}; "
+          f"report {workdir / 'soak.json'}")
+    return 1 if failed else 0
