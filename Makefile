@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ECOM   := $(BIN)/ecomlake
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-deps test-fast demo bench soak jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
+.PHONY: help install test test-deps test-faults test-fast demo bench soak jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
         gold dbt-test freshness dbt-docs maintain up down ps logs clean
 
 help:
@@ -40,6 +40,11 @@ test-deps: $(STAMP)
 
 test: test-deps
 	$(BIN)/python -m pytest tests
+
+FAULT_TESTS := tests/test_broker_restart.py tests/test_locks.py tests/test_silver_duplicates.py \
+	tests/test_bronze.py tests/test_silver_incremental.py
+test-faults: test-deps
+	$(BIN)/python -m pytest $(FAULT_TESTS)
 
 demo: $(STAMP)
 	$(ECOM) demo
