@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from batch.silver import enrich as silver_enrich, orders as silver_orders, payments as silver_payments
 from ecomlake.errors import EcomlakeError
-from ecomlake.locks import single_writer
+from ecomlake.locks import check_lake, single_writer
 from ecomlake import tables
 from ecomlake.tables import LAKE_TABLES
 
@@ -140,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ecomlake.spark import get_spark
 
     settings = Settings.from_env()
+    if settings.is_local_lake:
+        check_lake(settings.lakehouse_uri)
     spark = get_spark(settings, app_name="ecomlake-maintain")
     run_maintain(spark, settings, args.retention_hours, echo=lambda line: print(line, flush=True))
     return 0

@@ -38,6 +38,22 @@ def _holder(path: Path) -> str:
     return f"pid {info.get('pid', '?')} on {info.get('host', '?')} since {since}"
 
 
+def check_lake(lakehouse_uri: str) -> Path:
+    """One line, before any work starts, when a local lake cannot be written: a file, or a directory that cannot be
+    created or written. Returns its lock directory."""
+    root = Path(lakehouse_uri.removeprefix("file://"))
+    if root.exists() and not root.is_dir():
+        raise EcomlakeError(f"LAKEHOUSE_URI={lakehouse_uri} is a file, not a directory")
+    lock_dir = root / "_locks"
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EcomlakeError(f"LAKEHOUSE_URI={lakehouse_uri} cannot be created or written: {err.strerror}") from None
+    if not os.access(lock_dir, os.W_OK):
+        raise EcomlakeError(f"LAKEHOUSE_URI={lakehouse_uri} is not writable")
+    return lock_dir
+
+
 @contextmanager
 def single_writer(lakehouse_uri: str, job: str) -> Iterator[None]:
     """Hold the lock of `job` on the lake at `lakehouse_uri` (a no-op on object stores, see the module doc)."""
@@ -46,12 +62,8 @@ def single_writer(lakehouse_uri: str, job: str) -> Iterator[None]:
         return
     import fcntl
 
-    root = Path(lakehouse_uri.removeprefix("file://"))
-    if root.exists() and not root.is_dir():
-        raise EcomlakeError(f"LAKEHOUSE_URI={lakehouse_uri} is a file, not a directory")
-    lock_dir = root / "_locks"
+    lock_dir = check_lake(lakehouse_uri)
     try:
-        lock_dir.mkdir(parents=True, exist_ok=True)
         handle = open(lock_dir / f"{job}.lock", "a+")
     except OSError as err:
         raise EcomlakeError(f"LAKEHOUSE_URI={lakehouse_uri} is not writable: {err.strerror}") from None

@@ -157,13 +157,13 @@ def node_failures(result) -> list[str]:
 
 def build(settings: Settings, full_refresh: bool = False, tests: bool = True, quiet: bool = False):
     """`dbt build`: seeds, models and (unless tests=False) data and unit tests, in dependency order."""
-    require_silver(settings)
     command = ["build"]
     if full_refresh:
         command.append("--full-refresh")
     if not tests:
         command += ["--exclude", "resource_type:test", "resource_type:unit_test"]
     with single_writer(settings.lakehouse_uri, "gold"):
+        require_silver(settings)
         result = invoke(settings, command, quiet=quiet)
     _check(result)
     return result

@@ -26,6 +26,7 @@ from typing import Sequence
 from ecomlake import broker
 from ecomlake.arguments import positive_float
 from ecomlake.errors import EcomlakeError
+from ecomlake.locks import check_lake
 from ecomlake.settings import RunDefaults, Settings, load
 from ecomlake.tables import LAKE_TABLES, ORDER_PAYMENTS_ENRICHED
 from serving import queries
@@ -244,6 +245,7 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
     from streaming.bronze import run_available_now, start_bronze
 
     state = DemoState()
+    check_lake(settings.lakehouse_uri)
     _, started_broker = broker.start(settings)
     if started_broker:
         _set_aside_earlier_lake(settings)

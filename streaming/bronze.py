@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Sequence
 from ecomlake.arguments import positive_float, positive_int
 from ecomlake import contract
 from ecomlake.errors import EcomlakeError
-from ecomlake.locks import single_writer
+from ecomlake.locks import check_lake, single_writer
 from ecomlake.settings import Settings, load
 from streaming import checkpoint_log
 from streaming.kafka_client import BrokerView, records_at
@@ -490,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load()
     from ecomlake.spark import get_spark
 
+    if settings.is_local_lake:
+        check_lake(settings.lakehouse_uri)
     spark = get_spark(settings, app_name="ecomlake-bronze")
     if args.available_now:
         result = run_available_now(spark, settings, args.max_offsets_per_trigger, args.connect_timeout)

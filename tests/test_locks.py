@@ -97,3 +97,16 @@ def test_a_second_gold_build_is_refused_before_dbt_starts(settings, held):
         f"ecomlake gold: error: another `ecomlake gold` is already writing this lake (pid {holder.pid} on "
         f"{os.uname().nodename} since {run.stderr.split(' since ')[1][:8]}); wait for it or stop it"], run.stderr
     assert "Traceback" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("command", [["bronze", "--available-now"], ["silver"], ["gold"], ["maintain"], ["demo", "--no-live"]])
+def test_a_lake_path_that_is_a_file_stops_every_command_with_one_line(tmp_path, command):
+    lake = tmp_path / "lake"
+    lake.write_text("not a directory")
+    env = {**os.environ, "LAKEHOUSE_URI": str(lake), "ECOMLAKE_RUN_DIR": str(tmp_path / "run"),
+           "KAFKA_BOOTSTRAP": "127.0.0.1:9"}
+    run = subprocess.run([sys.executable, "-m", "pipeline.cli", *command], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines() == [
+        f"ecomlake {command[0]}: error: LAKEHOUSE_URI={lake} is a file, not a directory"], run.stderr
