@@ -163,24 +163,63 @@ def lake_history(engine, spark, root: str) -> None:
     assert [h["version"] for h in engine.history(uri, limit=1)] == [2]
 
 
+def _log_files(uri: str) -> tuple[dict[str, dict], set[str]]:
+    """From the Delta log's commits (engine-neutral): (the current snapshot's files -> partition values, every file
+    any version referenced). Paths are relative to the table."""
+    from urllib.parse import unquote
+
+    from ecomlake.lake import delta_log
+
+    live: dict[str, dict] = {}
+    ever: set[str] = set()
+    for version in range(delta_log.latest_version(uri) + 1):
+        for action in delta_log.commit_actions(uri, version):
+            if "add" in action:
+                path = unquote(action["add"]["path"])
+                live[path] = action["add"].get("partitionValues") or {}
+                ever.add(path)
+            elif "remove" in action:
+                live.pop(unquote(action["remove"]["path"]), None)
+    return live, ever
+
+
 def lake_optimize_and_vacuum(engine, spark, root: str) -> None:
-    """OPTIMIZE compacts small files without changing rows; VACUUM keeps what the retention protects (files the
-    compaction just removed) and deletes unreferenced files older than it; a retention under 1 h is refused."""
+    """What a user relies on, read from the Delta log: OPTIMIZE leaves the current snapshot with one file per
+    partition and the same rows, and older versions still read the replaced files; VACUUM deletes a file no version
+    references once it is older than the retention, and nothing the log references (the files the compaction just
+    replaced are protected by the retention); a retention under 1 h is refused.
+
+    Files on disk are not counted: they are no engine-neutral fact. delta-spark on local[2] writes one file per task
+    of a 1-row append, and leaves the empty one out of the log on purpose (a fresh unreferenced file is then kept by
+    VACUUM until it is older than the retention, like any in-flight write)."""
     uri = f"{root}/maintained"
-    for version in range(4):
-        engine.append_batch(spark.createDataFrame([(version,)], "id bigint"), uri, "m", version)
+    rows = [(0, 0), (1, 1), (2, 0), (3, 1)]
+    for version, row in enumerate(rows):
+        engine.append_batch(spark.createDataFrame([row], "id bigint, part int"), uri, "m", version,
+                            partition_by=["part"])
+    before, _ = _log_files(uri)
+    assert len(before) == 4, before  # one data file per 1-row append in the snapshot
+    last_append = engine.version(uri)
+
     metrics = engine.optimize(uri)
-    assert metrics["files_removed"] == 4 and metrics["files_added"] == 1, metrics
-    assert _rows(engine.read(uri)) == [(0,), (1,), (2,), (3,)]
+
+    live, ever = _log_files(uri)
+    assert sorted(p["part"] for p in live.values()) == ["0", "1"], live  # one file per partition
+    assert metrics == {"files_removed": 4, "files_added": 2}, metrics
+    assert engine.version(uri) == last_append + 1
+    assert _rows(engine.read(uri)) == rows
+    assert _rows(engine.read(uri, version=last_append)) == rows
+
     table_dir = Path(uri)
-    orphan = table_dir / "part-00000-orphan-of-a-crashed-writer.snappy.parquet"
-    orphan.write_bytes(next(table_dir.glob("part-*.parquet")).read_bytes())
+    orphan = table_dir / "part=0" / "part-00000-orphan-of-a-crashed-writer.c000.snappy.parquet"
+    orphan.write_bytes((table_dir / next(iter(live))).read_bytes())
     hours_ago = time.time() - 3 * 3600
     os.utime(orphan, (hours_ago, hours_ago))
     deleted = engine.vacuum(uri, retention_hours=1)
     assert [Path(p).name for p in deleted] == [orphan.name], deleted
-    assert not orphan.exists() and len(list(table_dir.glob("part-*.parquet"))) == 5
-    assert _rows(engine.read(uri, version=3)) == [(0,), (1,), (2,), (3,)]
+    assert not orphan.exists()
+    assert [p for p in sorted(ever) if not (table_dir / p).is_file()] == [], "VACUUM deleted a file the log references"
+    assert _rows(engine.read(uri, version=last_append)) == rows and _rows(engine.read(uri)) == rows
     try:
         engine.vacuum(uri, retention_hours=0)
     except ValueError:
@@ -257,7 +296,8 @@ def collect_stream(spark, settings: Settings, topic: str, expected: int, max_off
 
 
 def source_reads_every_record_exactly(spark, settings: Settings) -> None:
-    """Spark's Kafka columns; every record once with exact bytes, also past a misreported end offset."""
+    """Spark's Kafka columns; every record once with exact bytes, also those of a batching producer (on Tansu they
+    lie past its misreported end offset: held to this there only by the python source, see test_lake_conformance)."""
     topic = settings.topic_order_events
     records = [(f"k{i}".encode(), f'{{"i": {i}}}'.encode(), None) for i in range(30)]
     records += [(None, b"\xff\xfe not utf-8", 0), (b"k-empty", b"", 1)]

@@ -18,7 +18,6 @@ import socket
 import pytest
 
 from ecomlake.errors import EcomlakeError
-from fixtures_s3 import s3_lake_server  # noqa: F401  (the session's S3 server, shared with the S3 lake tests)
 
 
 def _free_port() -> int:

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ecomlake.jvm.kafka_server import LABEL
 from ecomlake.settings import Settings
-from fixtures_kafka import fetched, free_port, kafka_broker_settings, kafka_settings, kafka_settings_for  # noqa: F401
+from fixtures_kafka import fetched, free_port, kafka_settings_for  # noqa: F401
 from generator.publish import ensure_topics, producer_config
 
 ECOMLAKE = str(Path(sys.executable).parent / "ecomlake")

@@ -1,47 +1,40 @@
 """Seam conformance: the same cases (tests/conformance_cases.py) through every lake engine and Kafka source.
 
-delta-rs and the python source run on the shared Spark session. delta-spark and spark-kafka need their jars
-(SPARK_EXTRA_JARS or SPARK_PACKAGES); with them, the cases run in a subprocess with its own Spark session
-(the shared one is built without them), otherwise they are skipped with the reason."""
+delta-rs and the python source run on the shared Spark session. delta-spark and spark-kafka run in one subprocess
+each, with its own Spark session built with the jars of the fetched JVM parts cache (`spark_jars`; the shared
+session has none). They never skip in CI: when the jars cannot be had, the `spark_jars` fixture fails naming the part.
+
+Which broker each source is held to. The cluster stack pairs Spark's own Kafka source with Apache Kafka, so that is
+where spark-kafka is tested. Spark's source on Tansu (the embedded broker) is not a supported combination: after a
+producer that batches, Tansu reports a partition's end offset as the start of its last record batch + 1
+(design.md, "Machines"), and Spark's source reads up to the reported end and trusts it (it read 33 of 72 records
+in `source_reads_every_record_exactly`). The embedded stack avoids that by sending one record per batch from its own
+producers, and its source, the project's python source, probes past the reported end. So the python source must
+hold on both brokers (Tansu, including after batched produce, and Apache Kafka with the same cases), and spark-kafka
+on Apache Kafka."""
 
 from __future__ import annotations
-
-import os
 
 import pytest
 
 import conformance_cases as cases
 from conftest import cli_env
 from ecomlake.settings import Settings
-from ecomlake.spark import REQUIRED_JARS, missing_jars
-
-
-def _jvm_skip_reason(setting: str, value: str) -> str | None:
-    env_settings = Settings.from_env({k: v for k, v in os.environ.items() if k.startswith("SPARK_")})
-    missing = missing_jars(env_settings, setting, value)
-    if missing:
-        coords = REQUIRED_JARS[(setting, value)][1]
-        return (f"{setting}={value} needs jars {', '.join(p + '*.jar' for p in missing)} "
-                f"(set SPARK_EXTRA_JARS, or SPARK_PACKAGES={coords})")
-    return None
 
 
 @pytest.fixture(scope="module")
-def delta_spark_results(tmp_path_factory, broker_settings):
-    reason = _jvm_skip_reason("LAKE_ENGINE", "delta-spark")
-    if reason:
-        pytest.skip(reason)
+def delta_spark_results(tmp_path_factory, spark_jars):
     workdir = tmp_path_factory.mktemp("delta-spark")
-    return cases.run_in_subprocess("lake", "delta-spark", str(workdir), cli_env(broker_settings))
+    env = cli_env(Settings.from_env({"LAKEHOUSE_URI": str(workdir)}), SPARK_EXTRA_JARS=spark_jars,
+                  SPARK_SHUFFLE_PARTITIONS="2")
+    return cases.run_in_subprocess("lake", "delta-spark", str(workdir), env)
 
 
 @pytest.fixture(scope="module")
-def spark_kafka_results(tmp_path_factory, broker_settings):
-    reason = _jvm_skip_reason("KAFKA_SOURCE", "spark-kafka")
-    if reason:
-        pytest.skip(reason)
+def spark_kafka_results(tmp_path_factory, kafka_broker_settings, spark_jars):
     workdir = tmp_path_factory.mktemp("spark-kafka")
-    return cases.run_in_subprocess("source", "spark-kafka", str(workdir), cli_env(broker_settings))
+    env = cli_env(kafka_broker_settings, SPARK_EXTRA_JARS=spark_jars, SPARK_SHUFFLE_PARTITIONS="2")
+    return cases.run_in_subprocess("source", "spark-kafka", str(workdir), env)
 
 
 @pytest.mark.parametrize("case", list(cases.LAKE_CASES))
@@ -58,10 +51,11 @@ def test_lake_engine(engine_name, case, spark, tmp_path, request):
 
 
 @pytest.mark.parametrize("case", list(cases.SOURCE_CASES))
-@pytest.mark.parametrize("source", ["python", "spark-kafka"])
-def test_kafka_source(source, case, spark, settings, request):
+@pytest.mark.parametrize("source, broker_kind", [("python", "tansu"), ("python", "kafka"), ("spark-kafka", "kafka")])
+def test_kafka_source(source, broker_kind, case, spark, request):
     if source == "spark-kafka":
         result = request.getfixturevalue("spark_kafka_results")[case]
         assert result == "ok", result
         return
+    settings = request.getfixturevalue("settings" if broker_kind == "tansu" else "kafka_settings")
     cases.SOURCE_CASES[case](spark, settings)

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env
-from fixtures_spark_cluster import spark_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

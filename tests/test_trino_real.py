@@ -19,7 +19,6 @@ import duckdb
 import pytest
 
 from ecomlake.settings import Settings
-from fixtures_trino import hive_metastore, s3_lake_server, trino_server  # noqa: F401  (session fixtures)
 from gold import build as gold
 from pipeline.bench.synthetic_silver import UTC, Order, Payment, SilverLake, minute_of, synthetic
 from serving import trino_tables

@@ -166,11 +166,12 @@ def conflicting(events: DataFrame, kept: DataFrame) -> DataFrame:
     return joined.filter(~same_copy & (F.col("_content") != F.col("_kept_content"))).select(*events.columns)
 
 
-def stored_events(lake: "LakeEngine", uri: str, events: DataFrame) -> DataFrame | None:
-    """The rows of the event table at `uri` for the event ids in `events` (None before the table exists)."""
+def stored_events(lake: "LakeEngine", uri: str, events: DataFrame, version: int | None = None) -> DataFrame | None:
+    """The rows of the event table at `uri` (as of `version`, default the latest) for the event ids in `events`
+    (None before the table exists)."""
     if not lake.exists(uri):
         return None
-    return lake.read(uri).join(F.broadcast(events.select("event_id").distinct()), "event_id", "left_semi")
+    return lake.read(uri, version).join(F.broadcast(events.select("event_id").distinct()), "event_id", "left_semi")
 
 
 def changed_only(fresh: DataFrame, existing: DataFrame, keys: Sequence[str], compared: Sequence[str]) -> DataFrame:
@@ -203,15 +204,18 @@ def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: s
     redelivered copy is a duplicate, a copy with other content goes to quarantine (conflicting_rows). Counts events
     new to silver (`valid`) and redeliveries removed (`duplicates`); returns the rows written."""
     events = events.persist()
-    stored = stored_events(lake, uri, events)
+    # `stored` is what the table held before this merge, pinned to that version, and `new` is counted before the
+    # merge: DataFrames are plans, and one that reads the latest version, evaluated after the commit, finds the new
+    # events stored already (persist() does not prevent it: on delta-spark, `new.count()` after the merge was 0).
+    stored = stored_events(lake, uri, events, lake.version(uri))
     stored = (stored if stored is not None else events.limit(0)).persist()
     new = dedupe(events).join(stored.select("event_id"), "event_id", "left_anti").persist()
     try:
+        written = new.count()
         lake.merge(
             new, uri, ["event_id"], partition_by=["event_date"], when_matched_update="false", app_id=app,
             txn_version=batch.end,
         )
-        written = new.count()
         conflicts = conflicting(events, stored.unionByName(new)).count()
         stats.valid += written
         stats.duplicates += batch.read - batch.rejected - written - conflicts

@@ -139,8 +139,10 @@ def write_clean(
         stored = common.empty(batch.classified.sparkSession, common.ORDERS_CLEAN_DDL)
     rows = common.changed_only(fold(common.dedupe(history)), stored, ["order_id"], CLEAN_COLUMNS).persist()
     try:
+        # Counted before the merge: evaluated after it, the plan compares with the table that already has them.
+        written = rows.count()
         lake.merge(rows, uri, ["order_id"], partition_by=["event_date"], app_id=APP_ID, txn_version=batch.end)
-        stats.written += rows.count()
+        stats.written += written
     finally:
         rows.unpersist()
 

@@ -1,7 +1,11 @@
 """`ecomlake bench`: every stage's figures in one run, on a private embedded broker and a scratch lakehouse.
 
-Writes bench/results.json and prints a table. Stage benchmarks live in bench/<stage>.py, each exposing
-`run(settings, quick=False) -> dict`.
+Writes bench/results.json and prints a table. Stage benchmarks live in pipeline/bench/<stage>.py, each exposing
+`run(settings, quick=False, **sizes) -> dict`. The embedded broker (Tansu) runs for the whole bench; the bronze stage
+starts a private Apache Kafka beside it, the gold stage Trino with its metastore and an S3 server (servers.py).
+
+Sizes (default: the full figures; --quick: tiny, a smoke test of every path): --bronze-events, --silver-rows (the
+larger bronze of the silver stage), --gold-orders.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import socket
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -59,16 +65,47 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    text = str(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 def _print_table(results: dict) -> None:
-    print("\nstage      figure                                           value")
-    print("---------  -----------------------------------------------  ------------")
+    print("\nstage      figure                                                 value")
+    print("---------  -----------------------------------------------------  ------------")
     for stage in STAGES:
         figures = results["stages"].get(stage, {})
         for key, value in figures.items():
-            shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
-            print(f"{stage:<9}  {key:<47}  {shown}")
+            print(f"{stage:<9}  {key:<53}  {_shown(value)}")
+    _print_bronze_matrix(results["stages"].get("bronze", {}))
     facts = results["machine"]
     print(f"\nmachine: {facts['cores']} cores, {facts['memory_gib']} GiB, {facts['cpu']}; {facts['java']}")
+
+
+def _print_bronze_matrix(figures: dict) -> None:
+    """Bronze events/s per source/engine pair, the two brokers side by side."""
+    from ecomlake.settings import KAFKA_SOURCES, LAKE_ENGINES
+
+    if not figures:
+        return
+    brokers = ("tansu", "kafka")
+    print(f"\nbronze events/s ({figures.get('bronze_events', '?')} events)   {'Tansu':>12}  {'Apache Kafka':>12}")
+    for source in KAFKA_SOURCES:
+        for engine in LAKE_ENGINES:
+            cells = []
+            for name in brokers:
+                value = figures.get(f"bronze_{name}_{source}_{engine}_events_per_s")
+                cells.append(f"{value:>12,.1f}" if value is not None else f"{'skipped':>12}")
+            print(f"{source + ' + ' + engine:<36}  {cells[0]}  {cells[1]}")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: Sequence[str]) -> int:
@@ -76,12 +113,28 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the benchmarks, not figures")
     parser.add_argument("--only", choices=STAGES, action="append", help="run only these stages (repeatable)")
     parser.add_argument("--out", default="bench/results.json", help="where to write the results (default %(default)s)")
+    parser.add_argument("--bronze-events", type=_positive, metavar="N",
+                        help="events loaded into each broker for the bronze stage (default 100000; --quick 400)")
+    parser.add_argument("--silver-rows", type=_positive, metavar="N",
+                        help="the larger bronze of the silver stage; the smaller is N/4, the increment N/100 "
+                             "(default 400000; --quick 2000)")
+    parser.add_argument("--gold-orders", type=_positive, metavar="N",
+                        help="synthetic silver orders of the gold stage (default 100000; --quick 300)")
+    parser.add_argument("--delta-snapshot-partitions", type=_positive, metavar="N",
+                        help="spark.databricks.delta.snapshotPartitions for silver on delta-spark (default: Delta's 50)")
+    parser.add_argument("--no-trino", action="store_true", help="gold on DuckDB only (no Trino, metastore, S3 server)")
     args = parser.parse_args(argv)
+    options = {
+        "bronze": {"events": args.bronze_events},
+        "silver": {"rows": args.silver_rows, "snapshot_partitions": args.delta_snapshot_partitions},
+        "gold": {"orders": args.gold_orders, "trino": not args.no_trino},
+    }
 
     base = load()
     scratch = tempfile.mkdtemp(prefix="ecomlake-bench-")
     settings = dataclasses.replace(
         base,
+        broker="embedded",
         kafka_bootstrap=f"127.0.0.1:{_free_port()}",
         lakehouse_uri=str(Path(scratch) / "lakehouse"),
         run_dir=str(Path(scratch) / "run"),
@@ -89,10 +142,12 @@ def main(argv: Sequence[str]) -> int:
     results: dict = {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
+        "command": "ecomlake bench " + " ".join(argv),
         "machine": machine_facts(),
         "stages": {},
     }
     broker.start(settings)
+    finished = False
     try:
         for stage in args.only or STAGES:
             module = importlib.import_module(f"pipeline.bench.{stage}")
@@ -104,10 +159,16 @@ def main(argv: Sequence[str]) -> int:
                 topic_order_events=f"orders.bench-{stage}",
                 topic_payment_events=f"payments.bench-{stage}",
             )
-            results["stages"][stage] = module.run(stage_settings, quick=args.quick)
-            print(f"   done in {time.perf_counter() - started:.1f}s: {results['stages'][stage]}", flush=True)
+            results["stages"][stage] = module.run(stage_settings, quick=args.quick, **options.get(stage, {}))
+            results.setdefault("stage_seconds", {})[stage] = round(time.perf_counter() - started, 1)
+            print(f"   done in {time.perf_counter() - started:.1f}s ({len(results['stages'][stage])} figures)", flush=True)
+        finished = True
     finally:
         broker.stop(settings)
+        if finished:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            print(f"bench: scratch directory kept for inspection: {scratch}", file=sys.stderr, flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
