@@ -91,7 +91,8 @@ def _print_bronze_matrix(figures: dict) -> None:
     if not figures:
         return
     brokers = ("tansu", "kafka")
-    print(f"\nbronze events/s ({figures.get('bronze_events', '?')} events)   {'Tansu':>12}  {'Apache Kafka':>12}")
+    title = f"bronze events/s ({figures.get('bronze_events', '?')} events)"
+    print(f"\n{title:<36}  {'Tansu':>12}  {'Apache Kafka':>12}")
     for source in KAFKA_SOURCES:
         for engine in LAKE_ENGINES:
             cells = []
@@ -117,11 +118,12 @@ def main(argv: Sequence[str]) -> int:
                         help="events loaded into each broker for the bronze stage (default 100000; --quick 400)")
     parser.add_argument("--silver-rows", type=_positive, metavar="N",
                         help="the larger bronze of the silver stage; the smaller is N/4, the increment N/100 "
-                             "(default 400000; --quick 2000)")
+                             "(default 400000; --quick 1000, one size)")
     parser.add_argument("--gold-orders", type=_positive, metavar="N",
                         help="synthetic silver orders of the gold stage (default 100000; --quick 300)")
     parser.add_argument("--delta-snapshot-partitions", type=_positive, metavar="N",
-                        help="spark.databricks.delta.snapshotPartitions for silver on delta-spark (default: Delta's 50)")
+                        help="spark.databricks.delta.snapshotPartitions for silver on delta-spark (default: "
+                             "ecomlake.spark's, the shuffle partitions on a local master; Delta's own is 50)")
     parser.add_argument("--no-trino", action="store_true", help="gold on DuckDB only (no Trino, metastore, S3 server)")
     args = parser.parse_args(argv)
     options = {

@@ -11,8 +11,9 @@ the same rows). --quick: one size, one increment, no warm-up.
 Each engine runs in its own process (`python -m pipeline.bench.silver ENGINE ...`, one Spark session each: delta-spark
 needs its jars at session start, from the JVM parts cache) on the same records (same seed and start), and the silver
 tables both build must hold the same number of rows. Keys: silver_<figure>_s_<size>_<engine>, and
-silver_incremental_s_<size>_delta-spark_over_delta-rs. `snapshot_partitions` sets Delta Lake for Spark's
-spark.databricks.delta.snapshotPartitions (default 50) in the delta-spark process, to measure its effect.
+silver_incremental_s_<size>_delta-spark_over_delta-rs. `snapshot_partitions` overrides Delta Lake for Spark's
+spark.databricks.delta.snapshotPartitions (ecomlake.spark sets the shuffle partitions on a local master; Delta's own
+default is 50) in the delta-spark process, to measure its effect.
 """
 
 from __future__ import annotations
