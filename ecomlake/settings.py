@@ -205,6 +205,19 @@ def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
     return text("ECOMLAKE_DEBUG", env=env).lower() in ("1", "true", "yes")
 
 
+def lock_lease_s(env: Mapping[str, str] | None = None) -> float:
+    """LOCK_LEASE_SECONDS: how long a job's lock on an s3a:// lake outlives a holder that died without releasing it
+    (the holder renews it every third of that)."""
+    value = text("LOCK_LEASE_SECONDS", "30", env=env)
+    try:
+        lease = float(value)
+    except ValueError:
+        lease = 0.0
+    if lease <= 0:
+        raise ConfigError(f"LOCK_LEASE_SECONDS={value!r}: use a positive number of seconds")
+    return lease
+
+
 def s3_endpoint(env: Mapping[str, str] | None = None) -> str | None:
     """S3_ENDPOINT: an S3-compatible server (MinIO on the cluster stack) for s3a:// lakes; None means AWS."""
     return text("S3_ENDPOINT", env=env) or None

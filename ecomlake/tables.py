@@ -28,7 +28,12 @@ if TYPE_CHECKING:
     from ecomlake.settings import Settings
 
 ITEMS_TYPE = f"array<struct<sku:string,qty:int,unit_price:{MONEY_TYPE}>>"
-LINEAGE_DDL = "topic string, `partition` int, `offset` bigint, kafka_timestamp timestamp, ingest_ts timestamp"
+# incarnation: which life of the broker bronze read the row from (0, then +1 per `ecomlake bronze --reset-source`):
+# a broker that lost its data numbers its offsets from 0 again, so (topic, incarnation, partition, offset) is a
+# message's identity in the lake.
+LINEAGE_DDL = (
+    "topic string, `partition` int, `offset` bigint, kafka_timestamp timestamp, ingest_ts timestamp, incarnation int"
+)
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,9 @@ def ddl_columns(ddl: str) -> list[str]:
 # raw_value_b64 keeps the exact bytes of a payload that is not UTF-8 (NULL otherwise): see streaming/bronze.py.
 BRONZE_DDL = (
     "raw_key string, raw_value string, raw_value_b64 string, topic string, `partition` int, `offset` bigint, "
-    "kafka_timestamp timestamp, ingest_ts timestamp"
+    "kafka_timestamp timestamp, ingest_ts timestamp, incarnation int"
 )
-BRONZE_KEYS = ("topic", "partition", "offset")
+BRONZE_KEYS = ("topic", "incarnation", "partition", "offset")
 
 ORDERS_RAW = Table("bronze", BRONZE_SCHEMA, BRONZE_ORDERS, BRONZE_DDL, BRONZE_KEYS)
 PAYMENTS_RAW = Table("bronze", BRONZE_SCHEMA, BRONZE_PAYMENTS, BRONZE_DDL, BRONZE_KEYS)
@@ -102,8 +107,8 @@ ORDER_PAYMENTS_ENRICHED = Table(
 QUARANTINE = Table(
     "silver", SILVER_SCHEMA, SILVER_QUARANTINE,
     "topic string, `partition` int, `offset` bigint, raw_key string, raw_value string, raw_value_b64 string, "
-    "kafka_timestamp timestamp, reason string, quarantined_ts timestamp, source_table string",
-    keys=("topic", "partition", "offset"),
+    "kafka_timestamp timestamp, reason string, quarantined_ts timestamp, source_table string, incarnation int",
+    keys=BRONZE_KEYS,
 )
 FCT_SALES_MINUTE = Table("gold", GOLD_SCHEMA, "fct_sales_minute", keys=("minute_bucket",), written_by="dbt")
 
@@ -126,3 +131,12 @@ def by_name(qualified: str) -> Table:
         if table.qualified == qualified:
             return table
     raise KeyError(qualified)
+
+
+def with_incarnation(rows):
+    """Rows written before bronze recorded broker incarnations have none (no column, or NULL): the first, 0."""
+    from pyspark.sql import functions as F
+
+    if "incarnation" not in rows.columns:
+        return rows.withColumn("incarnation", F.lit(0))
+    return rows.withColumn("incarnation", F.coalesce(F.col("incarnation"), F.lit(0)))

@@ -106,7 +106,7 @@ def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
     for table in (tables.ORDERS_RAW, tables.PAYMENTS_RAW):
         rows = DeltaTable(table.uri(settings)).to_pyarrow_table().to_pylist()
         topic = rows[0]["topic"] if rows else "?"
-        coordinates = Counter((r["topic"], r["partition"], r["offset"]) for r in rows)
+        coordinates = Counter((r["topic"], r.get("incarnation") or 0, r["partition"], r["offset"]) for r in rows)
         payloads = [(r["raw_value"] or "").encode() if r["raw_value_b64"] is None else
                     base64.b64decode(r["raw_value_b64"]) for r in rows]
         checks[f"{table.qualified} rows"] = (len(rows), manifest["per_topic"].get(topic, {}).get("sent"))

@@ -71,8 +71,9 @@ def bronze_tables(settings: Settings) -> list[BronzeTable]:
 
 
 # --- transform -------------------------------------------------------------------------------------------
-def to_bronze_rows(kafka_df: "DataFrame") -> "DataFrame":
-    """Kafka source rows -> bronze rows. Payloads are kept byte for byte (raw_value_b64 when not UTF-8)."""
+def to_bronze_rows(kafka_df: "DataFrame", incarnation: int = 0) -> "DataFrame":
+    """Kafka source rows -> bronze rows. Payloads are kept byte for byte (raw_value_b64 when not UTF-8); each row
+    carries the broker incarnation it was read from (see `reset_source`)."""
     from pyspark.sql import functions as F
 
     value_text = F.col("value").cast("string")
@@ -85,7 +86,63 @@ def to_bronze_rows(kafka_df: "DataFrame") -> "DataFrame":
         F.col("offset"),
         F.col("timestamp").alias("kafka_timestamp"),
         F.current_timestamp().alias("ingest_ts"),
+        F.lit(incarnation).cast("int").alias("incarnation"),
     )
+
+
+# --- broker incarnations ---------------------------------------------------------------------------------
+INCARNATION_FILE = "incarnation"
+
+
+def incarnation(bronze: BronzeTable) -> int:
+    """The broker incarnation the table's checkpoint reads: 0 until the first `--reset-source`."""
+    text = checkpoint_log.read_text(f"{bronze.checkpoint}/{INCARNATION_FILE}")
+    return int(text) if text and text.strip().isdigit() else 0
+
+
+def _set_aside(bronze: BronzeTable) -> list[int]:
+    """Incarnations whose checkpoints were set aside (`<checkpoint>-incarnation-<n>`)."""
+    from pyarrow import fs
+
+    from ecomlake.lake.fs import resolve
+
+    filesystem, path = resolve(bronze.checkpoint)
+    parent, prefix = path.rsplit("/", 1)[0], path.rsplit("/", 1)[1] + "-incarnation-"
+    if filesystem.get_file_info(parent).type != fs.FileType.Directory:
+        return []
+    names = [i.base_name for i in filesystem.get_file_info(fs.FileSelector(parent))]
+    return [int(n[len(prefix):]) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit()]
+
+
+def reset_source(bronze: BronzeTable) -> int | None:
+    """Start reading a new broker incarnation (a broker that lost its data, a recreated topic) from its earliest
+    offset, keeping every row bronze already holds: the checkpoint is set aside as `<checkpoint>-incarnation-<n>`
+    and the new one reads incarnation n+1, which new rows carry, so their Kafka coordinates never collide with the
+    old rows'. Returns the new incarnation, or None when there was nothing to reset (no checkpoint yet)."""
+    from pyarrow import fs
+
+    from ecomlake.lake.fs import resolve
+
+    filesystem, path = resolve(bronze.checkpoint)
+    if filesystem.get_file_info(f"{path}/offsets").type != fs.FileType.Directory:
+        return None
+    current = incarnation(bronze)
+    new = max([current, *_set_aside(bronze)]) + 1
+    filesystem.move(path, f"{path}-incarnation-{current}")
+    checkpoint_log.write_text(f"{bronze.checkpoint}/{INCARNATION_FILE}", f"{new}\n")
+    return new
+
+
+def reset_sources(settings: Settings) -> None:
+    """`ecomlake bronze --reset-source`, under the bronze locks."""
+    for bronze in bronze_tables(settings):
+        new = reset_source(bronze)
+        if new is None:
+            log.info("%s: no checkpoint yet, nothing to reset", bronze.table)
+        else:
+            log.info("%s: reading broker incarnation %d from its earliest offset; the rows of earlier "
+                     "incarnations stay (their checkpoint: %s-incarnation-%d)", bronze.table, new, bronze.checkpoint,
+                     new - 1)
 
 
 # --- broker checks ---------------------------------------------------------------------------------------
@@ -299,13 +356,16 @@ def check_same_broker(settings: Settings, bronze: BronzeTable, engine, monitor: 
         return
     from pyspark.sql import functions as F
 
+    from ecomlake.tables import with_incarnation
+
     wanted = None
     for (_, partition), offset in checkable.items():
         cond = (F.col("partition") == partition) & (F.col("offset") == offset)
         wanted = cond if wanted is None else wanted | cond
+    current = with_incarnation(engine.read(bronze.uri)).filter(F.col("incarnation") == incarnation(bronze))
     stored = {
         (r["topic"], r["partition"]): r
-        for r in engine.read(bronze.uri).filter(wanted).select(
+        for r in current.filter(wanted).select(
             "topic", "partition", "offset", "raw_value", "raw_value_b64", "kafka_timestamp").collect()
     }
     for tp, offset in sorted(checkable.items()):
@@ -318,19 +378,19 @@ def check_same_broker(settings: Settings, bronze: BronzeTable, engine, monitor: 
             raise EcomlakeError(
                 f"{tp[0]}/{tp[1]} offset {offset} on {settings.kafka_bootstrap} is not the message bronze stored "
                 f"from there: the broker lost its data or the topic was recreated, and reading on from offset "
-                f"{offset + 1} would skip every new message below it. To ingest the new broker's messages, stop "
-                f"bronze, delete the checkpoint {bronze.checkpoint} and the table {bronze.uri} (keep a copy if you "
-                "need the old rows), and run bronze again"
+                f"{offset + 1} would skip every new message below it. To read the new broker from its earliest "
+                "offset and keep the rows already stored, run `ecomlake bronze --reset-source`"
             )
 
 
 def _start_query(spark, settings, bronze: BronzeTable, engine, monitor, trigger, max_offsets, ending=None):
-    if checkpoint_log.checkpoint_offsets(bronze.checkpoint) is None and engine.exists(bronze.uri):
+    current = incarnation(bronze)
+    if checkpoint_log.checkpoint_offsets(bronze.checkpoint) is None and engine.exists(bronze.uri) and not current:
         log.warning("%s already has data but its checkpoint %s is new: the topic is read again from the earliest "
                     "offset and appended again", bronze.uri, bronze.checkpoint)
     writer = BatchWriter(bronze, engine, monitor)
     source = source_for(settings).stream(spark, settings, bronze.topic, bronze.checkpoint, max_offsets, ending)
-    stream = to_bronze_rows(source)
+    stream = to_bronze_rows(source, current)
     query = (
         stream.writeStream.queryName(bronze.name)
         .option("checkpointLocation", bronze.checkpoint)
@@ -341,10 +401,14 @@ def _start_query(spark, settings, bronze: BronzeTable, engine, monitor, trigger,
 
 
 def start_bronze(spark: "SparkSession", settings: Settings, trigger_seconds: float = DEFAULT_TRIGGER_S,
-                 max_offsets: int | None = None, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> Bronze:
-    """Start both queries, running until stopped (a micro-batch every `trigger_seconds`)."""
+                 max_offsets: int | None = None, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+                 reset: bool = False) -> Bronze:
+    """Start both queries, running until stopped (a micro-batch every `trigger_seconds`); `reset` first moves
+    both to a new broker incarnation (reset_source)."""
     locks = _hold_locks(settings)
     try:
+        if reset:
+            reset_sources(settings)
         monitor, engine = _prepare(spark, settings, connect_timeout_s)
         queries, writers = [], []
         for bronze in bronze_tables(settings):
@@ -362,7 +426,8 @@ def start_bronze(spark: "SparkSession", settings: Settings, trigger_seconds: flo
 
 
 def run_available_now(spark: "SparkSession", settings: Settings, max_offsets: int | None = None,
-                      connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, poll_s: float = 0.1) -> dict:
+                      connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, poll_s: float = 0.1,
+                      reset: bool = False) -> dict:
     """Process everything in the topics at call time, then stop. Returns rows, batches and seconds per table.
 
     spark-kafka: Spark's own Trigger.AvailableNow. python: Spark's AvailableNow wrapper for Python sources plans
@@ -370,6 +435,8 @@ def run_available_now(spark: "SparkSession", settings: Settings, max_offsets: in
     is told never to plan past them (ecomlake.endingOffsets) and the query stops once its checkpoint has
     committed them."""
     with _hold_locks(settings):
+        if reset:
+            reset_sources(settings)
         return _run_available_now(spark, settings, max_offsets, connect_timeout_s, poll_s)
 
 
@@ -469,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"run until stopped, one micro-batch every SECONDS (default {DEFAULT_TRIGGER_S:g})")
     parser.add_argument("--max-offsets-per-trigger", type=positive_int, metavar="N",
                         help="at most N records per micro-batch and topic (default: no limit)")
+    parser.add_argument("--reset-source", action="store_true",
+                        help="the broker lost its data or the topics were recreated: read them from the earliest "
+                        "offset as a new broker incarnation, keeping the rows already in bronze")
     parser.add_argument("--connect-timeout", type=positive_float, metavar="SECONDS",
                         default=DEFAULT_CONNECT_TIMEOUT_S,
                         help=f"how long to retry an unreachable broker at start (default {DEFAULT_CONNECT_TIMEOUT_S:g})")
@@ -494,12 +564,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_lake(settings.lakehouse_uri)
     spark = get_spark(settings, app_name="ecomlake-bronze")
     if args.available_now:
-        result = run_available_now(spark, settings, args.max_offsets_per_trigger, args.connect_timeout)
+        result = run_available_now(spark, settings, args.max_offsets_per_trigger, args.connect_timeout,
+                                   reset=args.reset_source)
         rate = result["rows"] / result["seconds"] if result["seconds"] else 0.0
         print(f"bronze: {result['rows']} new rows ({result[contract.BRONZE_ORDERS]['rows']} orders, "
               f"{result[contract.BRONZE_PAYMENTS]['rows']} payments) in {result['seconds']:.1f}s ({rate:.0f} rows/s)")
         return 0
-    job = start_bronze(spark, settings, args.trigger, args.max_offsets_per_trigger, args.connect_timeout)
+    job = start_bronze(spark, settings, args.trigger, args.max_offsets_per_trigger, args.connect_timeout,
+                       reset=args.reset_source)
     log.info("streaming %s -> %s (checkpoints under %s); Ctrl-C to stop",
              ", ".join(b.topic for b in bronze_tables(settings)), contract.BRONZE_SCHEMA,
              settings.checkpoint_uri(""))

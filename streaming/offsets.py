@@ -67,6 +67,7 @@ def split_budget(backlog: dict[tuple[str, int], int], limit: int) -> dict[tuple[
 def lost_data(tp: tuple[str, int], end: int, position: int, checkpoint: str | None) -> str:
     return (
         f"{tp[0]}/{tp[1]} ends at offset {end} on the broker but the query already read up to {position}: the broker "
-        f"lost data (the embedded broker keeps data in memory only). Delete the query's checkpoint"
-        f"{' ' + checkpoint if checkpoint else ''} (and its table, to keep offsets unique) to start over"
+        f"lost data or the topic was recreated (the embedded broker keeps data in memory only). To read the new "
+        f"broker from its earliest offset and keep the rows already stored, run `ecomlake bronze --reset-source`"
+        f"{' (it sets the checkpoint ' + checkpoint + ' aside)' if checkpoint else ''}"
     )

@@ -64,6 +64,7 @@ class Msg:
     partition: int = 0
     key: str | None = None
     published: datetime | None = None
+    incarnation: int = 0
 
 
 def bronze_row(topic: str, msg: Msg) -> tuple:
@@ -80,7 +81,7 @@ def bronze_row(topic: str, msg: Msg) -> tuple:
         raw = payload
     key = msg.key if msg.key is not None else (payload.get("order_id") if isinstance(payload, dict) else None)
     published = msg.published or T0 + timedelta(seconds=msg.offset)
-    return (key, raw, b64, topic, msg.partition, msg.offset, published, published + timedelta(seconds=1))
+    return (key, raw, b64, topic, msg.partition, msg.offset, published, published + timedelta(seconds=1), msg.incarnation)
 
 
 def bronze_df(spark, topic: str, msgs: list[Msg]):

@@ -44,9 +44,53 @@ def test_bronze_stops_with_one_line_when_the_broker_came_back_empty_with_more_me
     message = str(failure.value)
     assert "\n" not in message
     assert "is not the message bronze stored" in message and "would skip every new message" in message
-    assert bronze_tables(settings)[0].checkpoint in message or bronze_tables(settings)[1].checkpoint in message
+    assert "ecomlake bronze --reset-source" in message
     again = run_available_now(spark, dataclasses.replace(settings, lakehouse_uri=settings.lakehouse_uri + "-new"))
     assert again["rows"] == 300, "on a fresh lake the new broker's messages are all there to read"
+
+
+def test_reset_source_reads_the_new_incarnation_and_keeps_the_old_rows(spark, own_broker):
+    """The issue's explicit option: after the refusal, `--reset-source` ingests every message of the new broker,
+    keeps the first broker's rows, and silver takes both without mistaking equal offsets for the same message."""
+    from pyspark.sql import functions as F
+
+    from batch.silver.jobs import run_silver
+    from ecomlake.lake import get_engine
+    from ecomlake.tables import ORDER_EVENTS, PAYMENTS_CLEAN, QUARANTINE
+
+    settings = dataclasses.replace(own_broker, topic_partitions=1)
+    generate(settings, events=100, seed=1)
+    assert run_available_now(spark, settings)["rows"] == 100
+    broker.stop(settings)
+    broker.start(settings)
+    generate(settings, events=300, seed=2, start="2026-11-21T12:00:00Z")
+    with pytest.raises(EcomlakeError, match="--reset-source"):
+        run_available_now(spark, settings)
+
+    assert run_available_now(spark, settings, reset=True)["rows"] == 300
+    lake = get_engine(spark, settings)
+    for bronze in bronze_tables(settings):
+        rows = lake.read(bronze.uri)
+        per = dict(rows.groupBy("incarnation").count().collect())
+        assert sum(per.values()) == rows.select("topic", "incarnation", "partition", "offset").distinct().count()
+        assert set(per) == {0, 1}, per
+    assert sum(lake.read(b.uri).count() for b in bronze_tables(settings)) == 400
+    assert run_available_now(spark, settings)["rows"] == 0, "the new incarnation resumes like any checkpoint"
+    generate(settings, events=20, seed=3, start="2026-11-21T13:00:00Z")
+    assert run_available_now(spark, settings)["rows"] == 20
+
+    run_silver(spark, settings)
+    bronze_events = {
+        r["id"] for b in bronze_tables(settings)
+        for r in lake.read(b.uri).select(F.get_json_object("raw_value", "$.event_id").alias("id")).collect()
+    }
+    silver_events = {
+        r["event_id"] for t in (ORDER_EVENTS, PAYMENTS_CLEAN)
+        for r in lake.read(t.uri(settings)).select("event_id").collect()
+    }
+    quarantined = lake.read(QUARANTINE.uri(settings)).count() if lake.exists(QUARANTINE.uri(settings)) else 0
+    assert quarantined == 0
+    assert silver_events == bronze_events and len(bronze_events) == 420
 
 
 def test_bronze_resumes_normally_on_the_same_broker(spark, own_broker):
@@ -85,3 +129,50 @@ def test_a_broker_that_goes_away_under_a_running_bronze_is_one_line_within_the_t
                          "bronze stopped between batches and resumes where it stopped when run again with the broker back")
     assert "Traceback" not in err and "retention" not in err, err[-3000:]
     assert len(lines) < 15, err[-3000:]
+
+
+@pytest.mark.slow
+def test_a_recreated_topic_on_apache_kafka_is_refused_then_reset_on_the_official_seams(kafka_settings, spark_jars):
+    """The same case on the official parts: Apache Kafka, Spark's own Kafka source and Delta Lake for Spark, through
+    the command line. Deleting and recreating the topics starts their offsets over, as a broker that lost its data."""
+    import subprocess
+    import sys
+    import time
+
+    from confluent_kafka.admin import AdminClient
+    from deltalake import DeltaTable
+
+    from conftest import REPO, cli_env
+
+    settings = dataclasses.replace(kafka_settings, kafka_source="spark-kafka", lake_engine="delta-spark",
+                                   topic_partitions=2)
+    env = cli_env(settings, SPARK_EXTRA_JARS=spark_jars, SPARK_SHUFFLE_PARTITIONS="2")
+
+    def bronze(*args):
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", "bronze", "--available-now", *args], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    generate(settings, events=60, seed=1)
+    assert bronze().returncode == 0
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    for future in admin.delete_topics(list(settings.topics)).values():
+        future.result(30)
+    deadline = time.monotonic() + 60
+    while set(settings.topics) & set(admin.list_topics(timeout=10).topics) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    generate(settings, events=150, seed=2, start="2026-11-21T12:00:00Z")
+
+    refused = bronze()
+    assert refused.returncode != 0
+    # The JVM prints its start-up banner before Spark's logging is configured; the error is the one line after it.
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("ecomlake bronze: error: ") and "ecomlake bronze --reset-source" in last, refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr
+
+    reset = bronze("--reset-source")
+    assert reset.returncode == 0, reset.stderr[-3000:]
+    assert reset.stdout.startswith("bronze: 150 new rows"), reset.stdout
+    stored = [DeltaTable(b.uri).to_pyarrow_table(columns=["incarnation"]).column(0).to_pylist()
+              for b in bronze_tables(settings)]
+    flat = [0 if i is None else i for rows in stored for i in rows]
+    assert len(flat) == 210 and flat.count(1) == 150

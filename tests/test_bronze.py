@@ -24,6 +24,7 @@ ECOMLAKE = str(Path(sys.executable).parent / "ecomlake")
 BRONZE_TYPES = [
     ("raw_key", "string"), ("raw_value", "string"), ("raw_value_b64", "string"), ("topic", "string"),
     ("partition", "integer"), ("offset", "long"), ("kafka_timestamp", "timestamp"), ("ingest_ts", "timestamp"),
+    ("incarnation", "integer"),
 ]
 
 
@@ -80,7 +81,7 @@ def test_each_event_lands_once_with_exact_bytes(spark, settings):
     for future in admin.delete_topics([settings.topic_order_events]).values():
         future.result()
     produce(settings.kafka_bootstrap, settings.topic_order_events, [(b"k", b"new", None)])
-    with pytest.raises(EcomlakeError, match="lost data .*Delete the query's checkpoint"):
+    with pytest.raises(EcomlakeError, match="lost data .*ecomlake bronze --reset-source"):
         run_available_now(spark, settings)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from conftest import REPO, cli_env
 from ecomlake.errors import EcomlakeError
-from ecomlake.locks import AlreadyRunning, single_writer
+from ecomlake.locks import AlreadyRunning, s3_lease, single_writer
 
 HOLD = "import sys, time; from ecomlake.locks import single_writer\n" \
        "with single_writer(sys.argv[1], sys.argv[2]):\n    print('held', flush=True); time.sleep(60)\n"
@@ -110,3 +112,77 @@ def test_a_lake_path_that_is_a_file_stops_every_command_with_one_line(tmp_path, 
     assert run.returncode != 0
     assert run.stderr.strip().splitlines() == [
         f"ecomlake {command[0]}: error: LAKEHOUSE_URI={lake} is a file, not a directory"], run.stderr
+
+
+# --- a lake on S3: leases by conditional writes ------------------------------------------------------------------
+@pytest.fixture
+def s3_env(s3_lake_server, monkeypatch):
+    for name, value in s3_lake_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_lake_server
+
+
+def test_on_s3_a_second_writer_is_refused_until_a_killed_holders_lease_expires(s3_env, held, monkeypatch):
+    lake = s3_env.lake_uri()
+    monkeypatch.setenv("LOCK_LEASE_SECONDS", "3")
+    holder = held(lake, "silver")
+    with pytest.raises(AlreadyRunning, match=rf"another `ecomlake silver` is already writing this lake \(pid {holder.pid} on "):
+        with single_writer(lake, "silver"):
+            pass
+    with single_writer(lake, "gold"):
+        pass
+    holder.kill()
+    holder.wait()
+    with pytest.raises(AlreadyRunning):
+        with single_writer(lake, "silver"):
+            pass
+    time.sleep(3.5)
+    with single_writer(lake, "silver"):
+        key = f"{lake.split('/', 3)[3]}/_locks/silver.lock"
+        assert s3_env.client().get_object(Bucket=s3_env.bucket, Key=key)["Body"].read()
+    with single_writer(lake, "silver"):
+        pass
+
+
+def test_on_s3_of_runs_starting_together_exactly_one_gets_the_lease(s3_env):
+    lake = s3_env.lake_uri()
+    barrier, outcomes = threading.Barrier(6), []
+
+    def contend():
+        barrier.wait()
+        try:
+            with s3_lease(lake, "silver", lease_s=30):
+                outcomes.append("held")
+                time.sleep(1.0)
+        except AlreadyRunning:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=contend) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["held"] + ["refused"] * 5
+
+
+def test_on_s3_a_running_holder_keeps_its_lease_past_the_lease_time(s3_env):
+    lake = s3_env.lake_uri()
+    with s3_lease(lake, "maintain", lease_s=1.5) as lease:
+        time.sleep(3.5)
+        with pytest.raises(AlreadyRunning):
+            with s3_lease(lake, "maintain", lease_s=1.5):
+                pass
+        assert not lease.lost
+
+
+@pytest.mark.slow
+def test_on_s3_a_second_silver_run_is_refused_with_one_line(settings, s3_env, held):
+    lake = s3_env.lake_uri()
+    holder = held(lake, "silver")
+    env = {**cli_env(settings), **s3_env.env, "LAKEHOUSE_URI": lake}
+    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "silver"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"ecomlake silver: error: another `ecomlake silver` is already writing this lake (pid {holder.pid} on "), lines

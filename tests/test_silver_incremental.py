@@ -265,6 +265,9 @@ def test_crash_mid_run_then_rerun_equals_clean_runs(spark, tmp_path_factory, cle
         run_silver(spark, settings, lake=CrashingEngine(spark, settings, survive=3))
     rerun = run_silver(spark, settings)
     assert rerun["orders"]["note"].startswith("up to date") and rerun["enrich"]["written"] == 4
+    payments = rerun["payments"]
+    assert payments["resumed"] > 0, "payments_clean had taken the increment before the crash; quarantine had not"
+    assert payments["read"] == payments["valid"] + payments["duplicates"] + payments["quarantined"] + payments["resumed"]
     assert snapshot(lake, settings) == clean["snapshot"]
     assert run_silver(spark, settings)["enrich"]["note"].startswith("up to date")
 

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from ecomlake import tables
 from ecomlake.tables import ddl_columns as columns
+from ecomlake.tables import with_incarnation
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -37,11 +38,11 @@ ORDER_EVENTS_DDL = tables.ORDER_EVENTS.ddl
 PAYMENTS_CLEAN_DDL = tables.PAYMENTS_CLEAN.ddl
 ENRICHED_DDL = tables.ORDER_PAYMENTS_ENRICHED.ddl
 QUARANTINE_DDL = tables.QUARANTINE.ddl
-LINEAGE = ("topic", "partition", "offset", "kafka_timestamp", "ingest_ts")
-RAW_COLUMNS = ("topic", "partition", "offset", "raw_key", "raw_value", "raw_value_b64", "kafka_timestamp")
+LINEAGE = ("topic", "partition", "offset", "kafka_timestamp", "ingest_ts", "incarnation")
+RAW_COLUMNS = ("topic", "incarnation", "partition", "offset", "raw_key", "raw_value", "raw_value_b64", "kafka_timestamp")
 QUARANTINE_KEYS = tables.QUARANTINE.keys
 # Ingestion order: which copy of an event_id arrived first (bronze batch, then publication, then coordinates).
-ARRIVAL = ("ingest_ts", "kafka_timestamp", "partition", "offset")
+ARRIVAL = ("ingest_ts", "incarnation", "kafka_timestamp", "partition", "offset")
 CONFLICTING_COPY = "conflicting_duplicate:event_id"
 
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
@@ -171,7 +172,8 @@ def stored_events(lake: "LakeEngine", uri: str, events: DataFrame, version: int 
     (None before the table exists)."""
     if not lake.exists(uri):
         return None
-    return lake.read(uri, version).join(F.broadcast(events.select("event_id").distinct()), "event_id", "left_semi")
+    stored = with_incarnation(lake.read(uri, version))
+    return stored.join(F.broadcast(events.select("event_id").distinct()), "event_id", "left_semi")
 
 
 def changed_only(fresh: DataFrame, existing: DataFrame, keys: Sequence[str], compared: Sequence[str]) -> DataFrame:
@@ -278,14 +280,18 @@ def run_increment(
         return stats.done(f"up to date (bronze v{end})")
     for start in sorted(set(pending.values()), key=lambda v: -1 if v is None else v):
         stats.source_from = start if stats.source_from is None else min(stats.source_from, start)
-        classified = classify(lake.changes_since(source_uri, start, end)).persist()
+        classified = classify(with_incarnation(lake.changes_since(source_uri, start, end))).persist()
         try:
             read, rejected = classified.agg(F.count(F.lit(1)), F.count("reason")).first()
             stats.read += read
             batch = Increment(classified, end, read, rejected)
+            accounted = stats.accounted()
             for uri, writer in writers.items():
                 if uri in pending and pending[uri] == start:
                     writer(batch)
+            if any(pending.get(uri) != start for uri in writers):
+                # An interrupted run left some targets ahead: the rows they took are not counted again.
+                stats.resumed += read - (stats.accounted() - accounted)
         finally:
             classified.unpersist()
     return stats.done()
@@ -312,10 +318,15 @@ class JobStats:
     valid: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    resumed: int = 0
     written: int = 0
     seconds: float = 0.0
     note: str = ""
     started: float = field(default_factory=time.monotonic, repr=False)
+
+    def accounted(self) -> int:
+        """Rows read whose outcome is counted: read = valid + duplicates + quarantined + resumed."""
+        return self.valid + self.duplicates + self.quarantined
 
     def done(self, note: str = "") -> "JobStats":
         self.seconds = round(time.monotonic() - self.started, 3)
@@ -334,9 +345,11 @@ class JobStats:
         if self.span:
             return f"silver {self.job}: {self.read} {self.span}, wrote {self.written} rows in {self.seconds:.1f} s"
         first = 0 if self.source_from is None else self.source_from + 1
+        resumed = f", {self.resumed} taken by an interrupted run" if self.resumed else ""
         return (
-            f"silver {self.job}: read {self.read} rows (bronze v{first}..v{self.source_to}), wrote {self.written}, "
-            f"quarantined {self.quarantined}, duplicates removed {self.duplicates} in {self.seconds:.1f} s"
+            f"silver {self.job}: read {self.read} rows (bronze v{first}..v{self.source_to}): {self.valid} new, "
+            f"{self.duplicates} duplicates removed, {self.quarantined} quarantined{resumed}; wrote {self.written} "
+            f"rows in {self.seconds:.1f} s"
         )
 
 

@@ -108,7 +108,7 @@ def fold(history: DataFrame) -> DataFrame:
     thus updates the status), order_ts = its order_created event time, or its earliest event time if none."""
     event_columns = [c for c in CLEAN_COLUMNS if c not in ("order_ts", "event_date")]
     per_order = history.groupBy("order_id").agg(
-        F.max_by(F.struct(*event_columns), F.struct("event_ts", "offset", "partition")).alias("latest"),
+        F.max_by(F.struct(*event_columns), F.struct("event_ts", "incarnation", "offset", "partition")).alias("latest"),
         F.coalesce(
             F.min(F.when(F.col("event_type") == "order_created", F.col("event_ts"))), F.min("event_ts")
         ).alias("order_ts"),
@@ -132,9 +132,10 @@ def write_clean(
     touched = events.select("order_id").distinct()
     history = events
     if lake.exists(events_uri):
-        history = lake.read(events_uri).join(F.broadcast(touched), "order_id", "left_semi").unionByName(events)
+        stored_events = common.with_incarnation(lake.read(events_uri))
+        history = stored_events.join(F.broadcast(touched), "order_id", "left_semi").unionByName(events)
     if lake.exists(uri):
-        stored = lake.read(uri).join(F.broadcast(touched), "order_id", "left_semi")
+        stored = common.with_incarnation(lake.read(uri)).join(F.broadcast(touched), "order_id", "left_semi")
     else:
         stored = common.empty(batch.classified.sparkSession, common.ORDERS_CLEAN_DDL)
     rows = common.changed_only(fold(common.dedupe(history)), stored, ["order_id"], CLEAN_COLUMNS).persist()

@@ -55,8 +55,11 @@ assert set(FIELD_KINDS) == set(PAYMENT_REQUIRED)
 
 
 def synthetic_event_id() -> F.Column:
-    """Deterministic id for a payment without one: a hash of its (topic, partition, offset)."""
+    """Deterministic id for a payment without one: a hash of its (topic, partition, offset), with the broker
+    incarnation in front after a `bronze --reset-source` (ids from the first incarnation stay as they were)."""
     coordinates = F.concat_ws(":", "topic", F.col("partition").cast("string"), F.col("offset").cast("string"))
+    coordinates = F.when(F.col("incarnation") > 0, F.concat_ws("@", F.col("incarnation").cast("string"), coordinates)
+                         ).otherwise(coordinates)
     return F.concat(F.lit("synthetic-"), F.substring(F.sha2(coordinates, 256), 1, 32))
 
 

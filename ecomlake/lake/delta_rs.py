@@ -43,7 +43,7 @@ class DeltaRsEngine(LakeEngine):
         location, options = delta_rs_location(uri)
         write_deltalake(
             location, _nullable(df.toArrow()), mode="append", partition_by=list(partition_by) or None,
-            commit_properties=_commit_properties(app_id, txn_version), storage_options=options,
+            schema_mode="merge", commit_properties=_commit_properties(app_id, txn_version), storage_options=options,
         )
         return True
 
@@ -79,7 +79,8 @@ class DeltaRsEngine(LakeEngine):
         predicate = " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
         before = table.version()
         (
-            table.merge(data, predicate, source_alias="source", target_alias="target", commit_properties=commit)
+            table.merge(data, predicate, source_alias="source", target_alias="target", merge_schema=True,
+                        commit_properties=commit)
             .when_matched_update_all(predicate=when_matched_update)
             .when_not_matched_insert_all()
             .execute()
@@ -89,8 +90,8 @@ class DeltaRsEngine(LakeEngine):
         if commit is None:
             return False
         # delta-rs skips the commit of a merge that changes no row: record the consumed batch with an empty append.
-        write_deltalake(path, data.schema.empty_table(), mode="append", commit_properties=commit,
-                        storage_options=options)
+        write_deltalake(path, data.schema.empty_table(), mode="append", schema_mode="merge",
+                        commit_properties=commit, storage_options=options)
         return True
 
     def history(self, uri: str, limit: int | None = None) -> list[dict]:

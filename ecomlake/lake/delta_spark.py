@@ -44,7 +44,8 @@ class DeltaSparkEngine(LakeEngine):
         done = self.txn_version(uri, app_id)
         if done is not None and done >= txn_version:
             return False
-        writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", txn_version)
+        writer = (df.write.format("delta").mode("append").option("mergeSchema", "true")
+                  .option("txnAppId", app_id).option("txnVersion", txn_version))
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.save(uri)
@@ -80,6 +81,7 @@ class DeltaSparkEngine(LakeEngine):
             (
                 table.alias("target")
                 .merge(df.alias("source"), condition)
+                .withSchemaEvolution()
                 .whenMatchedUpdateAll(condition=when_matched_update)
                 .whenNotMatchedInsertAll()
                 .execute()
@@ -89,7 +91,7 @@ class DeltaSparkEngine(LakeEngine):
             return table.history(1).select("version").first()[0] > before
         # A merge that changes no row may not commit: record the consumed batch with an empty append.
         (
-            self.spark.createDataFrame([], df.schema).write.format("delta").mode("append")
+            self.spark.createDataFrame([], df.schema).write.format("delta").mode("append").option("mergeSchema", "true")
             .option("txnAppId", app_id).option("txnVersion", txn_version).save(uri)
         )
         return True

@@ -70,7 +70,7 @@ class _Bronze:
             except UnicodeDecodeError:
                 raw, b64 = r.value.decode("utf-8", errors="replace"), base64.b64encode(r.value).decode()
             rows.setdefault(r.topic, []).append(
-                (r.key.decode(), raw, b64, r.topic, partition, offset, published, published)
+                (r.key.decode(), raw, b64, r.topic, partition, offset, published, published, 0)
             )
         tables = {self.settings.topic_order_events: BRONZE_ORDERS, self.settings.topic_payment_events: BRONZE_PAYMENTS}
         columns = ORDERS_RAW.columns

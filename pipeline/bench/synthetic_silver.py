@@ -32,12 +32,13 @@ ORDERS_CLEAN = pa.schema([
     ("items", pa.list_(ITEM)), ("currency", pa.string()), ("total_amount", MONEY), ("status", pa.string()),
     ("order_ts", TS), ("event_ts", TS), ("event_date", pa.date32()), ("topic", pa.string()),
     ("partition", pa.int32()), ("offset", pa.int64()), ("kafka_timestamp", TS), ("ingest_ts", TS),
+    ("incarnation", pa.int32()),
 ])
 PAYMENTS_CLEAN = pa.schema([
     ("event_id", pa.string()), ("payment_id", pa.string()), ("order_id", pa.string()), ("amount", MONEY),
     ("amount_cents", pa.int64()), ("currency", pa.string()), ("status", pa.string()), ("method", pa.string()),
     ("event_ts", TS), ("event_date", pa.date32()), ("topic", pa.string()), ("partition", pa.int32()),
-    ("offset", pa.int64()), ("kafka_timestamp", TS), ("ingest_ts", TS),
+    ("offset", pa.int64()), ("kafka_timestamp", TS), ("ingest_ts", TS), ("incarnation", pa.int32()),
 ])
 ORDER_PAYMENTS_ENRICHED = pa.schema([
     ("order_id", pa.string()), ("user_id", pa.string()), ("total_amount", MONEY), ("paid_amount", MONEY),
@@ -47,7 +48,7 @@ ORDER_PAYMENTS_ENRICHED = pa.schema([
 QUARANTINE = pa.schema([
     ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()), ("raw_key", pa.string()),
     ("raw_value", pa.string()), ("raw_value_b64", pa.string()), ("kafka_timestamp", TS), ("reason", pa.string()),
-    ("quarantined_ts", TS), ("source_table", pa.string()),
+    ("quarantined_ts", TS), ("source_table", pa.string()), ("incarnation", pa.int32()),
 ])
 SCHEMAS = {
     "orders_clean": ORDERS_CLEAN,
@@ -150,7 +151,7 @@ class SilverLake:
                 "currency": o.currency, "total_amount": o.total_amount, "status": o.status,
                 "order_ts": o.order_ts, "event_ts": o.order_ts, "event_date": o.order_ts.date(),
                 "topic": self.topics[0], "partition": 0, "offset": offset,
-                "kafka_timestamp": o.order_ts, "ingest_ts": now,
+                "kafka_timestamp": o.order_ts, "ingest_ts": now, "incarnation": 0,
             })
         return pa.Table.from_pylist(rows, schema=ORDERS_CLEAN)
 
@@ -163,7 +164,7 @@ class SilverLake:
                 "amount": p.amount, "amount_cents": int(p.amount * 100),
                 "currency": p.currency or currency.get(p.order_id, "USD"), "status": p.status, "method": p.method,
                 "event_ts": p.event_ts, "event_date": p.event_ts.date(), "topic": self.topics[1], "partition": 0,
-                "offset": offset, "kafka_timestamp": p.event_ts, "ingest_ts": now,
+                "offset": offset, "kafka_timestamp": p.event_ts, "ingest_ts": now, "incarnation": 0,
             })
         return pa.Table.from_pylist(rows, schema=PAYMENTS_CLEAN)
 
