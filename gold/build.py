@@ -187,6 +187,8 @@ def publish_read_snapshot(settings: Settings) -> Path | None:
         return None
     target = Path(settings.warehouse_read_path)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    for stale in target.parent.glob(f".{target.name}.*.partial"):  # left by a build killed while publishing
+        stale.unlink(missing_ok=True)
     try:
         with duckdb.connect(settings.warehouse_path) as con:
             con.execute("checkpoint")

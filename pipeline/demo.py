@@ -111,11 +111,12 @@ class DemoState:
 
 
 def gold_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
+    """A query on gold's read snapshot (read-only), so the live view never holds the file a gold build writes."""
     import duckdb
 
-    if not Path(settings.warehouse_path).exists():
+    if not Path(settings.warehouse_read_path).exists():
         return [], []
-    with duckdb.connect(settings.warehouse_path) as con:
+    with duckdb.connect(settings.warehouse_read_path, read_only=True) as con:
         cursor = con.execute(sql)
         return [d[0] for d in cursor.description], cursor.fetchall()
 
