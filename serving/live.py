@@ -187,6 +187,19 @@ def create_app(settings: Settings, refresh_s: float = REFRESH_SECONDS, reader: S
     return app
 
 
+def _bind_problem(port: int) -> str | None:
+    """Why 127.0.0.1:port cannot be served (as werkzeug would bind it), or None."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
 class DashboardServer:
     """The app on 127.0.0.1:port in a background thread (werkzeug's threaded server); stop() shuts it down."""
 
@@ -195,12 +208,13 @@ class DashboardServer:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.port = settings.dashboard_port if port is None else port
+        # werkzeug reports a taken port on stderr and exits; check it first to say so in one line.
+        problem = _bind_problem(self.port)
+        if problem:
+            raise EcomlakeError(f"cannot serve the dashboard on 127.0.0.1:{self.port} ({problem}); set "
+                                "DASHBOARD_PORT or --port to a free port")
         app = create_app(settings, refresh_s)
-        try:
-            self._server = make_server("127.0.0.1", self.port, app.server, threaded=True)
-        except OSError as err:
-            raise EcomlakeError(f"cannot serve the dashboard on 127.0.0.1:{self.port} ({err.strerror}); set "
-                                "DASHBOARD_PORT or --port to a free port") from None
+        self._server = make_server("127.0.0.1", self.port, app.server, threaded=True)
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="ecomlake-dashboard", daemon=True)

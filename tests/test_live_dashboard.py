@@ -263,3 +263,15 @@ def test_the_readme_shows_a_committed_screenshot():
     shot = REPO / "docs" / "live-dashboard.png"
     assert shot.exists() and shot.stat().st_size > 20_000
     assert "docs/live-dashboard.png" in (REPO / "README.md").read_text()
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    from ecomlake.errors import EcomlakeError
+
+    settings = make_settings(tmp_path)
+    first = DashboardServer(settings, port=0).start()
+    try:
+        with pytest.raises(EcomlakeError, match=rf"^cannot serve the dashboard on 127.0.0.1:{first.port} .*DASHBOARD_PORT"):
+            DashboardServer(settings, port=first.port)
+    finally:
+        first.stop()
