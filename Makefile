@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed
 ECOM   := $(BIN)/ecomlake
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-deps test-faults test-fast demo bench soak jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
+.PHONY: help install test test-deps test-faults test-fast demo dashboard bench soak jvm-parts jars broker-start broker-stop broker-status generate bronze silver \
         gold dbt-test freshness dbt-docs maintain up down ps logs clean
 
 help:
 	@echo "make demo    - run the whole pipeline on the embedded stack (broker, bronze, silver, gold, dashboard)"
 	@echo "make test    - install everything and run the test suite"
+	@echo "make dashboard - serve the live dashboard of the lake on http://127.0.0.1:8050/ (DASHBOARD_PORT)"
 	@echo "make bench   - measure every stage, write bench/results.json"
 	@echo "make broker-start|broker-stop|generate|bronze|silver|gold|dbt-test|freshness|dbt-docs|maintain"
 	@echo "make jvm-parts - fetch the cluster stack's JVM parts with mvn (jars, Apache Kafka, Trino) into a cache"
@@ -27,8 +28,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # What the tests need beyond Python: Debian packages (installed when run as root, as in CI) and the JVM parts
-# (`make jvm-parts`, cached). Without them the tests that need them skip with one line, except under CI=true.
-DEBIAN_TEST_PACKAGES := docker-compose
+# (`make jvm-parts`, cached): chromium is the real browser of tests/test_live_dashboard.py (driven by playwright,
+# never playwright's own browser download). Without them the tests that need them skip with one line, except under CI=true.
+DEBIAN_TEST_PACKAGES := docker-compose chromium
 test-deps: $(STAMP)
 	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -51,6 +53,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(ECOM) bench
+
+dashboard: $(STAMP)
+	$(ECOM) dashboard
 
 # SOAK_ARGS e.g. "--seconds 600 --rate 200"; KAFKA_BROKER=kafka also kills the (persistent) Apache Kafka broker.
 SOAK_ARGS ?=

@@ -116,6 +116,7 @@ class Settings:
     run_dir: str = field(default_factory=lambda: str(Path(".ecomlake").resolve()))
     dbt_target: str = "duckdb"
     event_ts_max_ahead_s: int = 86400
+    dashboard_port: int = 8050
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -135,6 +136,7 @@ class Settings:
             run_dir=str(Path(env.get("ECOMLAKE_RUN_DIR", "").strip() or ".ecomlake").expanduser().resolve()),
             dbt_target=_choice(env, "DBT_TARGET", "duckdb", DBT_TARGETS),
             event_ts_max_ahead_s=_int(env, "EVENT_TS_MAX_AHEAD_SECONDS", 86400, minimum=0),
+            dashboard_port=_port(env, "DASHBOARD_PORT", 8050),
         )
 
     def __post_init__(self) -> None:
@@ -159,6 +161,7 @@ class Settings:
             "ECOMLAKE_RUN_DIR": self.run_dir,
             "DBT_TARGET": self.dbt_target,
             "EVENT_TS_MAX_AHEAD_SECONDS": str(self.event_ts_max_ahead_s),
+            "DASHBOARD_PORT": str(self.dashboard_port),
         }
         if self.spark_extra_jars:
             env["SPARK_EXTRA_JARS"] = self.spark_extra_jars
@@ -188,6 +191,23 @@ class Settings:
         if not self.is_local_lake:
             return str(Path(self.run_dir) / "warehouse.duckdb")
         return f"{self.lakehouse_uri}/warehouse.duckdb"
+
+    @property
+    def warehouse_read_path(self) -> str:
+        """The read snapshot of the warehouse that readers (the live dashboard) open: gold publishes it after each
+        successful build (copy, then an atomic rename), so a reader never holds the file dbt writes."""
+        return str(Path(self.warehouse_path).with_name("warehouse.read.duckdb"))
+
+    @property
+    def demo_dir(self) -> str:
+        """Where `ecomlake demo` writes its summary, manifest and live latency figures (latency.json)."""
+        if not self.is_local_lake:
+            return str(Path(self.run_dir) / "demo")
+        return f"{self.lakehouse_uri}/demo"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}/"
 
 
 def load() -> Settings:

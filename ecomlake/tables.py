@@ -111,10 +111,19 @@ QUARANTINE = Table(
     keys=BRONZE_KEYS,
 )
 FCT_SALES_MINUTE = Table("gold", GOLD_SCHEMA, "fct_sales_minute", keys=("minute_bucket",), written_by="dbt")
+# What the live dashboard and Metabase read besides fct_sales_minute (dbt/models/gold).
+FCT_PAYMENTS_MINUTE = Table("gold", GOLD_SCHEMA, "fct_payments_minute", keys=("minute_bucket", "payment_method"),
+                            written_by="dbt")
+FCT_SALES_CURRENCY_MINUTE = Table("gold", GOLD_SCHEMA, "fct_sales_currency_minute", keys=("minute_bucket", "currency"),
+                                  written_by="dbt")
+FCT_CANCELLATIONS_MINUTE = Table("gold", GOLD_SCHEMA, "fct_cancellations_minute", keys=("minute_bucket",),
+                                 written_by="dbt")
+FCT_QUARANTINE_MINUTE = Table("gold", GOLD_SCHEMA, "fct_quarantine_minute",
+                              keys=("minute_bucket", "source_table", "reason_code"), written_by="dbt")
 
 TABLES: tuple[Table, ...] = (
     ORDERS_RAW, PAYMENTS_RAW, ORDERS_CLEAN, ORDER_EVENTS, PAYMENTS_CLEAN, ORDER_PAYMENTS_ENRICHED, QUARANTINE,
-    FCT_SALES_MINUTE,
+    FCT_SALES_MINUTE, FCT_PAYMENTS_MINUTE, FCT_SALES_CURRENCY_MINUTE, FCT_CANCELLATIONS_MINUTE, FCT_QUARANTINE_MINUTE,
 )
 # The tables Spark writes by path (what maintenance compacts and Trino must register).
 LAKE_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.written_by == "spark")

@@ -165,8 +165,39 @@ def build(settings: Settings, full_refresh: bool = False, tests: bool = True, qu
     with single_writer(settings.lakehouse_uri, "gold"):
         require_silver(settings)
         result = invoke(settings, command, quiet=quiet)
+        if result.success:
+            publish_read_snapshot(settings)
     _check(result)
     return result
+
+
+def publish_read_snapshot(settings: Settings) -> Path | None:
+    """Copy the DuckDB warehouse to settings.warehouse_read_path for readers (the live dashboard).
+
+    DuckDB allows one writer per file and dbt-duckdb holds the warehouse read-write for a whole build, so a reader
+    of that file would either fail or, holding it, make the next build fail. Readers open this snapshot instead:
+    after a successful build (under gold's single-writer lock) the warehouse is checkpointed, copied to a temporary
+    file in the same directory and renamed over the snapshot, atomically: a reader sees the previous build or this
+    one, never a partial file, and never touches the writer's file. None for the trino target."""
+    import shutil
+
+    import duckdb
+
+    if settings.dbt_target != "duckdb" or not Path(settings.warehouse_path).exists():
+        return None
+    target = Path(settings.warehouse_read_path)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    for stale in target.parent.glob(f".{target.name}.*.partial"):  # left by a build killed while publishing
+        stale.unlink(missing_ok=True)
+    try:
+        with duckdb.connect(settings.warehouse_path) as con:
+            con.execute("checkpoint")
+        shutil.copyfile(settings.warehouse_path, partial)
+        os.replace(partial, target)
+    except (OSError, duckdb.Error) as err:
+        partial.unlink(missing_ok=True)
+        raise EcomlakeError(f"could not publish the gold read snapshot {target}: {err}") from None
+    return target
 
 
 def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False) -> dict:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gold": ("gold.build:main", "dbt build of the gold models"),
     "freshness": ("gold.build:freshness_main", "dbt source freshness of the silver tables"),
     "demo": ("pipeline.demo:main", "the whole pipeline on the embedded stack, with a live status view"),
+    "dashboard": ("serving.live:main", "serve the live dashboard of the lake on 127.0.0.1:DASHBOARD_PORT"),
     "bench": ("pipeline.bench.run:main", "measure every stage; writes bench/results.json"),
     "soak": ("pipeline.soak:main", "minutes of load with random kill -9 of every process, then a full reconciliation"),
     "register-tables": ("serving.trino_tables:main", "cluster stack: list every lake Delta table in Trino"),

@@ -1,6 +1,7 @@
 """`ecomlake demo`: the whole pipeline on the embedded stack, in one process, with a live status view.
 
-The broker starts (unless one already runs), the generator publishes for DEMO_SECONDS at DEMO_RATE events/s,
+The live dashboard starts first (`ecomlake dashboard` in its own process, no Spark in it) and its URL is printed
+before anything else; it serves until the demo ends. The broker starts (unless one already runs), the generator publishes for DEMO_SECONDS at DEMO_RATE events/s,
 bronze streams continuously, and silver + gold run every --interval seconds (a small in-process scheduler;
 clusters use Airflow). At the end bronze drains what is left, silver and gold run once more, and the demo
 prints a summary, the queries a user would run next, and writes a dashboard (HTML + PNG) under the lakehouse.
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -107,11 +111,12 @@ class DemoState:
 
 
 def gold_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
+    """A query on gold's read snapshot (read-only), so the live view never holds the file a gold build writes."""
     import duckdb
 
-    if not Path(settings.warehouse_path).exists():
+    if not Path(settings.warehouse_read_path).exists():
         return [], []
-    with duckdb.connect(settings.warehouse_path) as con:
+    with duckdb.connect(settings.warehouse_read_path, read_only=True) as con:
         cursor = con.execute(sql)
         return [d[0] for d in cursor.description], cursor.fetchall()
 
@@ -188,10 +193,59 @@ def _cycle(spark, settings: Settings, state: DemoState) -> None:
     state.gold_s, state.gold_status = time.perf_counter() - started, gold["status"]
     if gold["status"] == "ok":
         state.latency.visible(pending, time.time())
+        write_latency(settings, state.latency.figures())
     elif gold["status"] == "failed":
         raise EcomlakeError(f"gold build failed: {'; '.join(gold['errors'][:3])}")
     state.cycles += 1
     state.cycle_seconds.append({"silver_s": round(state.silver_s, 2), "gold_s": round(state.gold_s, 2)})
+
+
+def write_latency(settings: Settings, figures: dict) -> None:
+    """The latency figures so far, for the live dashboard (demo_dir/latency.json, replaced atomically)."""
+    out = Path(settings.demo_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".latency.json.{os.getpid()}"
+    partial.write_text(json.dumps({**figures, "updated": datetime.now(timezone.utc).isoformat()}) + "\n")
+    os.replace(partial, out / "latency.json")
+
+
+class _Dashboard:
+    """`ecomlake dashboard` as a child process for the demo's lifetime: a failure to start is one line, not fatal."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = settings.dashboard_url
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait_s: float = 30.0) -> None:
+        import urllib.request
+
+        print(f"dashboard: {self.url}  (live, refreshes every few seconds; JSON at {self.url}api/summary)", flush=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dashboard"],
+                                     env={**os.environ, **self.settings.to_env()}, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(self.url + "api/summary", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        if self.proc.poll() is not None:
+            error = (self.proc.stderr.read().strip().splitlines() or ["exited"])[-1]
+            print(f"dashboard: not started ({error}); the demo goes on without it", flush=True)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
 
 class _Scheduler(threading.Thread):
@@ -235,8 +289,9 @@ def _set_aside_earlier_lake(settings: Settings) -> None:
 
 
 def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str = "steady", seed: int = 7,
-             interval: float = 10.0, trigger: float = 1.0, live: bool = True) -> dict:
-    """Run the pipeline; returns the summary (also written to <lakehouse>/demo/summary.json)."""
+             interval: float = 10.0, trigger: float = 1.0, live: bool = True, dashboard: bool = False) -> dict:
+    """Run the pipeline; returns the summary (also written to <lakehouse>/demo/summary.json). With dashboard=True
+    the live dashboard serves the lake while the demo runs."""
     from contextlib import nullcontext
 
     from serving.dashboard import read_last_minutes, render
@@ -246,9 +301,18 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
 
     state = DemoState()
     check_lake(settings.lakehouse_uri)
-    _, started_broker = broker.start(settings)
+    live_dashboard = _Dashboard(settings) if dashboard else None
+    if live_dashboard:
+        live_dashboard.start()
+    try:
+        _, started_broker = broker.start(settings)
+    except BaseException:
+        if live_dashboard:
+            live_dashboard.stop()
+        raise
     if started_broker:
         _set_aside_earlier_lake(settings)
+    Path(settings.demo_dir, "latency.json").unlink(missing_ok=True)
     gen = bronze = view = scheduler = None
     interrupted = False
     try:
@@ -307,12 +371,14 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
                 pass
         if started_broker:
             broker.stop(settings)
+        if live_dashboard:
+            live_dashboard.stop()
     refresh_counts(settings, state)
     out_dir = Path(settings.lakehouse_uri) / "demo"
-    dashboard = None
+    dashboard_files = None
     if Path(settings.warehouse_path).exists():
         html_path, png_path = render(read_last_minutes(settings.warehouse_path), str(out_dir))
-        dashboard = {"html": str(html_path), "png": str(png_path)}
+        dashboard_files = {"html": str(html_path), "png": str(png_path)}
     summary = {
         "interrupted": interrupted,
         "seconds": round(time.monotonic() - state.started, 1),
@@ -323,7 +389,8 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
         "cycles": state.cycles,
         "cycle_seconds": state.cycle_seconds,
         "latency": state.latency.figures(),
-        "dashboard": dashboard,
+        "dashboard": dashboard_files,
+        "live_dashboard": live_dashboard.url if live_dashboard else None,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     if gen is not None and gen.result is not None:
@@ -369,6 +436,9 @@ def print_summary(settings: Settings, summary: dict) -> None:
         console.print(result)
     if summary["dashboard"]:
         console.print(f"\nDashboard: {summary['dashboard']['html']}  (PNG: {summary['dashboard']['png']})")
+    if summary.get("live_dashboard"):
+        console.print(f"The live dashboard stopped with the demo; `ecomlake dashboard` serves it again at "
+                      f"{summary['live_dashboard']}")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -386,11 +456,14 @@ def main(argv: Sequence[str]) -> int:
                         help="seconds between silver + gold runs (env DEMO_INTERVAL, default %(default)s)")
     parser.add_argument("--trigger", type=positive_float, default=1.0, help="bronze micro-batch trigger in seconds")
     parser.add_argument("--no-live", action="store_true", help="no live status view (for logs and CI)")
+    parser.add_argument("--no-dashboard", action="store_true",
+                        help="do not serve the live dashboard (default: on 127.0.0.1:DASHBOARD_PORT)")
     args = parser.parse_args(argv)
     if args.scenario not in SCENARIOS:
         parser.error(f"DEMO_SCENARIO={args.scenario!r} is not a scenario; use one of: {', '.join(SCENARIOS)}")
     settings = load()
     summary = run_demo(settings, seconds=args.seconds, rate=args.rate, scenario=args.scenario, seed=args.seed,
-                       interval=args.interval, trigger=args.trigger, live=not args.no_live)
+                       interval=args.interval, trigger=args.trigger, live=not args.no_live,
+                       dashboard=not args.no_dashboard)
     print_summary(settings, summary)
     return 130 if summary["interrupted"] else 0

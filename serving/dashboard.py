@@ -1,7 +1,8 @@
-"""The embedded stack's BI: a dashboard file (HTML with charts, plus a PNG) rendered from gold.
+"""The demo's static dashboard file (HTML with charts, plus a PNG) rendered from gold at the end of a run.
 
-On the cluster stack Metabase plays this role (see serving/metabase.py); here the same two charts — GMV per
-minute and paid orders over the last 60 minutes — are drawn from gold.fct_sales_minute in the DuckDB warehouse.
+The embedded stack's BI proper is the live dashboard (serving/live.py, the same questions as Metabase); this file
+keeps a record of a finished demo: GMV per minute and paid orders over the last 60 minutes, drawn from
+gold.fct_sales_minute in the DuckDB warehouse.
 """
 
 from __future__ import annotations

@@ -22,8 +22,11 @@ from serving import queries
 
 DATABASE_NAME = "ecomlake (Trino)"
 DASHBOARD_NAME = "ecomlake: live sales"
-DASHBOARD_DESCRIPTION = ("GMV (USD) and paid orders per minute over the last hour, from gold; the share of "
-                         "fully paid orders, from silver. Open with #refresh=60 to refresh every minute.")
+DASHBOARD_DESCRIPTION = ("The last hour from gold: GMV (USD), paid orders and average order value per minute, payment "
+                         "attempts and failure rate, cancellations and refunds, GMV by currency and payments by "
+                         "method, quarantine by reason; the share of fully paid orders, from silver. The same "
+                         "questions as the embedded stack's live dashboard. Open with #refresh=60 to refresh every "
+                         "minute.")
 REFRESH_SECONDS = 60
 
 
@@ -39,13 +42,23 @@ class Question:
 
 
 QUESTIONS: tuple[Question, ...] = (
+    # The same trino/queries files as the live dashboard (serving/summary.py PANELS), so both show the same numbers.
+    Question(
+        name="Headline figures (last 60 min)",
+        description="GMV (USD), paid orders, average order value, payment attempts, failures, failure rate, refunds "
+                    "and cancellations over the last hour.",
+        sql=queries.load("kpis_last_60min").sql,
+        display="table",
+        visualization_settings={},
+        layout=(0, 0, 24, 3),
+    ),
     Question(
         name="GMV per minute (USD, last 60 min)",
         description="Sum of fully paid orders' totals converted to USD, per UTC minute of order time.",
         sql=queries.load("recent_sales").sql,
         display="line",
         visualization_settings={"graph.dimensions": ["minute_bucket"], "graph.metrics": ["gmv_usd"]},
-        layout=(0, 0, 16, 6),
+        layout=(0, 3, 16, 6),
     ),
     Question(
         name="Fully paid ratio (last 60 min)",
@@ -54,7 +67,7 @@ QUESTIONS: tuple[Question, ...] = (
         display="scalar",
         visualization_settings={"scalar.field": "fully_paid_pct",
                                 "column_settings": {'["name","fully_paid_pct"]': {"suffix": " %"}}},
-        layout=(16, 0, 8, 6),
+        layout=(16, 3, 8, 6),
     ),
     Question(
         name="Paid orders per minute (last 60 min)",
@@ -62,7 +75,59 @@ QUESTIONS: tuple[Question, ...] = (
         sql=queries.load("recent_sales").sql,
         display="bar",
         visualization_settings={"graph.dimensions": ["minute_bucket"], "graph.metrics": ["paid_orders"]},
-        layout=(0, 6, 24, 6),
+        layout=(0, 9, 12, 6),
+    ),
+    Question(
+        name="Average order value per minute (USD, last 60 min)",
+        description="GMV divided by paid orders, per UTC minute of order time.",
+        sql=queries.load("recent_sales").sql,
+        display="line",
+        visualization_settings={"graph.dimensions": ["minute_bucket"], "graph.metrics": ["aov_usd"]},
+        layout=(12, 9, 12, 6),
+    ),
+    Question(
+        name="Payment failure rate per minute (last 60 min)",
+        description="Failed / (captured + failed) payment events per UTC minute of payment time; a fraud burst "
+                    "spikes here.",
+        sql=queries.load("payments_per_minute").sql,
+        display="combo",
+        visualization_settings={"graph.dimensions": ["minute_bucket"],
+                                "graph.metrics": ["attempts", "failures", "failure_rate_pct"]},
+        layout=(0, 15, 16, 6),
+    ),
+    Question(
+        name="Quarantine by reason (last 60 min)",
+        description="Events that broke the data contract, per reason code.",
+        sql=queries.load("quarantine_by_reason").sql,
+        display="bar",
+        visualization_settings={"graph.dimensions": ["reason_code"], "graph.metrics": ["events"]},
+        layout=(16, 15, 8, 6),
+    ),
+    Question(
+        name="Cancellations and refunds per minute (last 60 min)",
+        description="Orders cancelled (minute of cancellation) and refund events (minute of payment time).",
+        sql=queries.load("cancellations_refunds_per_minute").sql,
+        display="bar",
+        visualization_settings={"graph.dimensions": ["minute_bucket"],
+                                "graph.metrics": ["cancelled_orders", "refunds"]},
+        layout=(0, 21, 8, 6),
+    ),
+    Question(
+        name="GMV by currency (USD, last 60 min)",
+        description="Fully paid orders' GMV per order currency, converted to USD with the fx_rates seed.",
+        sql=queries.load("gmv_by_currency").sql,
+        display="bar",
+        visualization_settings={"graph.dimensions": ["currency"], "graph.metrics": ["gmv_usd"]},
+        layout=(8, 21, 8, 6),
+    ),
+    Question(
+        name="Captured payments by method (USD, last 60 min)",
+        description="Captured and refunded amounts in USD per payment method.",
+        sql=queries.load("payments_by_method").sql,
+        display="bar",
+        visualization_settings={"graph.dimensions": ["payment_method"],
+                                "graph.metrics": ["captured_usd", "refunded_usd"]},
+        layout=(16, 21, 8, 6),
     ),
 )
 

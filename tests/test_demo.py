@@ -27,6 +27,7 @@ def demo_settings(tmp_path: Path) -> Settings:
         "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LAKEHOUSE_URI": str(tmp_path / "lakehouse"),
         "ECOMLAKE_RUN_DIR": str(tmp_path / "run"),
+        "DASHBOARD_PORT": str(free_port()),
     })
 
 
@@ -43,9 +44,13 @@ def test_short_demo_reconciles_gold_and_dashboard_with_what_was_published(tmp_pa
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert "ecomlake demo — summary" in out and "Traceback" not in out
+    assert out.splitlines()[0].startswith(f"dashboard: {settings.dashboard_url}"), out  # the live dashboard, first
+    assert "dashboard: not started" not in out
 
     demo_dir = Path(settings.lakehouse_uri) / "demo"
     summary = json.loads((demo_dir / "summary.json").read_text())
+    latency = json.loads((demo_dir / "latency.json").read_text())  # what the live dashboard shows
+    assert latency["paid_orders_measured"] > 0 and latency["latency_p95_s"] >= latency["latency_p50_s"]
     manifest = json.loads((demo_dir / "manifest.json").read_text())
     expected = manifest["expected"]
     assert summary["events_produced"] == manifest["sent"] > 0

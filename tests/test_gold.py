@@ -129,8 +129,14 @@ def test_build_is_green_with_unit_tests_and_reconciliation(built):
         "unit_test.fct_sales_minute_late_payment_restates_old_minute",
         "unit_test.fct_sales_minute_zeroes_a_minute_that_lost_its_paid_orders",
         "unit_test.int_order_sales_remembers_the_minute_an_order_left",
+        "unit_test.fct_payments_minute_counts_retries_authorizations_and_refunds",
+        "unit_test.fct_payments_minute_late_capture_restates_its_minute",
+        "unit_test.fct_sales_currency_minute_zeroes_a_currency_that_lost_its_paid_orders",
     } <= unit_tests
     assert status["test.assert_gmv_reconciles_with_silver"] == "pass"
+    assert status["test.assert_breakdowns_reconcile_with_facts"] == "pass"
+    for model in ("fct_payments_minute", "fct_sales_currency_minute", "fct_cancellations_minute", "fct_quarantine_minute"):
+        assert status[f"model.{model}"] == "success"
     assert status["model.fct_sales_minute"] == "success"
     assert not [k for k, v in status.items() if v not in ("pass", "success", "no-op")]
 
@@ -284,7 +290,8 @@ def test_models_compile_to_trino_sql(tmp_path):
     from trino_stub import TrinoStub
 
     rendered = {}
-    for label, tables in (("first", {}), ("incremental", {"gold": ["int_order_sales", "fct_sales_minute"]})):
+    incremental = ["int_order_sales", "fct_sales_minute", "fct_payments_minute", "fct_sales_currency_minute"]
+    for label, tables in (("first", {}), ("incremental", {"gold": incremental})):
         with TrinoStub(tables=tables) as stub, gold._environ({"TRINO_HOST": "127.0.0.1", "TRINO_PORT": str(stub.port)}):
             settings = make_settings(tmp_path / label, DBT_TARGET="trino")
             result = gold.invoke(settings, ["compile", "--select", "resource_type:model", "resource_type:test"],
@@ -297,6 +304,7 @@ def test_models_compile_to_trino_sql(tmp_path):
     incremental_fct = rendered["incremental"]["models/gold/fct_sales_minute.sql"]
     assert "date_add('minute', -10, max(last_updated_ts))" in incremental_fct
     assert "watermark" not in rendered["first"]["models/gold/fct_sales_minute.sql"]
+    assert "max(last_ingest_ts)" in rendered["incremental"]["models/gold/fct_payments_minute.sql"]
     for label, files in rendered.items():
         assert len(files) >= 7 + 40
         for path, sql in files.items():

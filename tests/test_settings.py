@@ -21,6 +21,7 @@ BAD = [
     ("KAFKA_BOOTSTRAP", "127.0.0.1:70000", "host:port"),
     ("TOPIC_PARTITIONS", "three", "whole number"),
     ("TOPIC_PARTITIONS", "0", "at least 1"),
+    ("DASHBOARD_PORT", "web", "not a port number"),
 ]
 
 
@@ -33,6 +34,8 @@ def test_embedded_defaults(tmp_path):
                                 "KAFKA_BOOTSTRAP": "k1:9092,k2:9092"})
     assert custom.table_uri("silver", "orders_clean") == f"{tmp_path}/lh/silver/orders_clean"
     assert (custom.topic_partitions, custom.kafka_bootstrap) == (6, "k1:9092,k2:9092")
+    assert (s.dashboard_port, s.dashboard_url) == (8050, "http://127.0.0.1:8050/")
+    assert custom.warehouse_read_path == f"{tmp_path}/lh/warehouse.read.duckdb"
 
 
 @pytest.mark.parametrize("name,value,allowed", BAD)
