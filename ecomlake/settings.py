@@ -302,7 +302,8 @@ class SparkTuning:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SparkTuning":
         env = os.environ if env is None else env
         return cls(
-            shuffle_partitions=_int(env, "SPARK_SHUFFLE_PARTITIONS", 4),
+            # One per core up to 4: on a local master more partitions than cores only add tasks per shuffle.
+            shuffle_partitions=_int(env, "SPARK_SHUFFLE_PARTITIONS", max(1, min(4, os.cpu_count() or 2))),
             driver_memory=text("SPARK_DRIVER_MEMORY", "2g", env),
             log_level=text("SPARK_LOG_LEVEL", "WARN" if debug_enabled(env) else "FATAL", env),
             log4j_conf=text("SPARK_LOG4J_CONF", env=env) or None,
@@ -316,9 +317,9 @@ class RunDefaults:
     demo_seconds: float = 120.0
     demo_rate: float = 200.0
     demo_scenario: str = "late_and_duplicates"
-    demo_interval: float = 10.0
+    demo_interval: float = 0.2
     bench_latency_rate: float = 1000.0
-    bench_latency_seconds: float = 90.0
+    bench_latency_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "RunDefaults":

@@ -120,7 +120,10 @@ def builder_config(settings: Settings) -> dict[str, str]:
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.driver.memory": tuning.driver_memory,
-        "spark.sql.adaptive.enabled": "true",
+        # Adaptive execution re-plans at every shuffle, each step a Spark job of its own: worth it on a cluster's
+        # large data, a fixed cost per cycle on a local master's small increments (a silver cycle of 3,000 bronze
+        # rows: 20.9 s -> 9.9 s with it off, under the same load).
+        "spark.sql.adaptive.enabled": "false" if settings.spark_master.startswith("local") else "true",
     }
     if settings.spark_master.startswith("local") or master_on_loopback(settings.spark_master):
         # Executors of a cluster on this machine (ecomlake.jvm.spark_cluster) call the driver back on loopback.

@@ -115,8 +115,9 @@ def _check_warehouse_free(path: str) -> None:
         pass  # e.g. open in this very process with other settings: dbt will say what is wrong
 
 
-def invoke(settings: Settings, command: Sequence[str], quiet: bool = False):
-    """Run one dbt command on this project; returns dbt's dbtRunnerResult."""
+def invoke(settings: Settings, command: Sequence[str], quiet: bool = False, manifest=None):
+    """Run one dbt command on this project; returns dbt's dbtRunnerResult. With `manifest` (from a `parse`
+    result) dbt skips parsing the project."""
     from dbt.cli.main import dbtRunner
 
     if settings.dbt_target == "duckdb":
@@ -134,7 +135,7 @@ def invoke(settings: Settings, command: Sequence[str], quiet: bool = False):
         args[len(command):len(command)] = ["--log-level", "none", "--no-use-colors"]
     with _environ(dbt_env(settings)):
         try:
-            return dbtRunner().invoke(args)
+            return dbtRunner(manifest=manifest).invoke(args)
         finally:
             _release_duckdb()
 
@@ -155,16 +156,19 @@ def node_failures(result) -> list[str]:
     return lines
 
 
-def build(settings: Settings, full_refresh: bool = False, tests: bool = True, quiet: bool = False):
-    """`dbt build`: seeds, models and (unless tests=False) data and unit tests, in dependency order."""
+def build(settings: Settings, full_refresh: bool = False, tests: bool = True, quiet: bool = False,
+          seeds: bool = True, manifest=None):
+    """`dbt build`: seeds (unless seeds=False: already loaded), models and (unless tests=False) data and unit tests,
+    in dependency order."""
     command = ["build"]
     if full_refresh:
         command.append("--full-refresh")
-    if not tests:
-        command += ["--exclude", "resource_type:test", "resource_type:unit_test"]
+    excluded = ([] if tests else ["resource_type:test", "resource_type:unit_test"]) + ([] if seeds else ["resource_type:seed"])
+    if excluded:
+        command += ["--exclude", *excluded]
     with single_writer(settings.lakehouse_uri, "gold"):
         require_silver(settings)
-        result = invoke(settings, command, quiet=quiet)
+        result = invoke(settings, command, quiet=quiet, manifest=manifest)
         if result.success:
             publish_read_snapshot(settings)
     _check(result)
@@ -200,7 +204,8 @@ def publish_read_snapshot(settings: Settings) -> Path | None:
     return target
 
 
-def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False) -> dict:
+def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False, seeds: bool = True,
+             manifest=None) -> dict:
     """One quiet gold build for the demo scheduler: {"status": ok|failed|waiting, "duration_s", "errors"}.
     "waiting" means silver is not there yet (normal at start-up)."""
     started = time.perf_counter()
@@ -208,7 +213,7 @@ def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False)
     if missing:
         return {"status": "waiting", "duration_s": 0.0, "errors": [f"silver tables missing: {', '.join(missing)}"]}
     try:
-        result = build(settings, full_refresh=full_refresh, tests=tests, quiet=True)
+        result = build(settings, full_refresh=full_refresh, tests=tests, quiet=True, seeds=seeds, manifest=manifest)
         errors = node_failures(result)
         status = "ok" if result.success else "failed"
         if not result.success and not errors and result.exception is not None:
@@ -250,12 +255,17 @@ def _gold_exists(settings: Settings) -> bool:
     return settings.dbt_target != "duckdb" or Path(settings.warehouse_path).exists()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._MutuallyExclusiveGroup]:
     parser = argparse.ArgumentParser(prog="ecomlake gold", description="dbt build of the gold models (project dbt/).")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--test-only", action="store_true", help="run the data and unit tests on what is built")
     mode.add_argument("--docs", action="store_true", help="generate the dbt docs site (static HTML)")
     parser.add_argument("--full-refresh", action="store_true", help="rebuild the incremental models from scratch")
+    return parser, mode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, _ = build_parser()
     args = parser.parse_args(argv)
     settings = Settings.from_env()
 

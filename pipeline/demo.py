@@ -1,15 +1,14 @@
 """`ecomlake demo`: the whole pipeline on the embedded stack, in one process, with a live status view.
 
 The live dashboard starts first (`ecomlake dashboard` in its own process, no Spark in it) and its URL is printed
-before anything else; it serves until the demo ends. The broker starts (unless one already runs), the generator publishes for DEMO_SECONDS at DEMO_RATE events/s,
-bronze streams continuously, and silver + gold run every --interval seconds (a small in-process scheduler;
-clusters use Airflow). At the end bronze drains what is left, silver and gold run once more, and the demo
-prints a summary, the queries a user would run next, and writes a dashboard (HTML + PNG) under the lakehouse.
+before anything else; it serves until the demo ends. The broker starts (unless one already runs), the generator
+publishes for DEMO_SECONDS at DEMO_RATE events/s, bronze streams continuously, and silver and gold run as the
+continuous services of `ecomlake silver --continuous` and `ecomlake gold --continuous` (silver cycles on every bronze
+commit, gold builds on every silver commit), each in its own thread of this process. At the end bronze drains what
+is left, silver and gold run once more, and the demo prints a summary, the queries a user would run next, and writes
+a dashboard (HTML + PNG) under the lakehouse.
 
-End-to-end latency is measured, not estimated: before each gold build the fully paid orders in silver are
-snapshotted; when that build has finished, every order seen there for the first time is visible in
-gold.fct_sales_minute, and its latency is that moment minus the Kafka timestamp (publication time) of the
-latest event that went into it.
+End-to-end latency is measured per fully paid order, with its stages: see pipeline/latency.py.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -32,19 +30,13 @@ from ecomlake.arguments import positive_float
 from ecomlake.errors import EcomlakeError
 from ecomlake.locks import check_lake
 from ecomlake.settings import RunDefaults, Settings, load
-from ecomlake.tables import LAKE_TABLES, ORDER_PAYMENTS_ENRICHED
+from ecomlake.tables import LAKE_TABLES, ORDERS_RAW, PAYMENTS_RAW
+from pipeline.latency import LatencyProbe
 from serving import queries
 
 # The questions from trino/queries a user would ask next, and how many rows of each the summary shows.
 TOP_QUERIES = {"recent_sales": 5, "busiest_minutes": 3, "total_gmv": 1}
 
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (no interpolation: every reported figure is one that was measured)."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * pct // 100))
-    return ordered[int(rank) - 1]
 
 
 def table_rows(uri: str) -> int:
@@ -58,53 +50,18 @@ def table_rows(uri: str) -> int:
 
 
 @dataclass
-class LatencyProbe:
-    """First-visibility latency of every fully paid order (seconds)."""
-
-    seen: set = field(default_factory=set)
-    latencies: list = field(default_factory=list)
-    newest_published: datetime | None = None
-
-    def snapshot(self, settings: Settings) -> dict:
-        from deltalake import DeltaTable
-
-        uri = ORDER_PAYMENTS_ENRICHED.uri(settings)
-        if not DeltaTable.is_deltatable(uri):
-            return {}
-        table = DeltaTable(uri).to_pyarrow_table(columns=["order_id", "fully_paid", "last_published_ts"])
-        ids, paid, published = (table.column(c).to_pylist() for c in ("order_id", "fully_paid", "last_published_ts"))
-        return {o: p for o, f, p in zip(ids, paid, published) if f and o not in self.seen and p is not None}
-
-    def visible(self, pending: dict, at: float) -> None:
-        for order_id, published in pending.items():
-            if published.tzinfo is None:
-                published = published.replace(tzinfo=timezone.utc)
-            self.seen.add(order_id)
-            self.latencies.append(max(0.0, at - published.timestamp()))
-            if self.newest_published is None or published > self.newest_published:
-                self.newest_published = published
-
-    def figures(self) -> dict:
-        if not self.latencies:
-            return {"paid_orders_measured": 0}
-        return {
-            "paid_orders_measured": len(self.latencies),
-            "latency_p50_s": round(statistics.median(self.latencies), 3),
-            "latency_p95_s": round(percentile(self.latencies, 95), 3),
-            "latency_max_s": round(max(self.latencies), 3),
-        }
-
-
-@dataclass
 class DemoState:
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
     produced: int = 0
     cycles: int = 0
     silver_s: float = 0.0
+    silver_jobs: int = 0
     gold_s: float = 0.0
     gold_status: str = "-"
-    cycle_seconds: list = field(default_factory=list)
+    silver_cycles: list = field(default_factory=list)
+    gold_builds: list = field(default_factory=list)
+    lag: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     latest_minute: tuple | None = None
     latency: LatencyProbe = field(default_factory=LatencyProbe)
@@ -149,7 +106,13 @@ def status_table(state: DemoState, seconds: float, rate: float):
     if state.latest_minute:
         minute, gmv, orders = state.latest_minute
         table.add_row("latest minute GMV (USD)", f"{minute:%H:%M}  ${gmv:,.2f}  ({orders} paid orders)")
-    table.add_row("silver + gold cycles", f"{state.cycles} (last: silver {state.silver_s:.1f}s, gold {state.gold_s:.1f}s, {state.gold_status})")
+    table.add_row("silver cycles / gold builds",
+                  f"{len(state.silver_cycles)} / {len(state.gold_builds)} (last: silver {state.silver_s:.1f}s with "
+                  f"{state.silver_jobs} Spark jobs, gold {state.gold_s:.1f}s {state.gold_status})")
+    if state.lag:
+        last = state.lag[-1]
+        table.add_row("backlog: Kafka → bronze / bronze → silver (rows)",
+                      f"{last['bronze_backlog']:,} / {last['silver_backlog']:,}")
     figures = state.latency.figures()
     if figures.get("paid_orders_measured"):
         table.add_row("end-to-end latency p50 / p95", f"{figures['latency_p50_s']:.1f}s / {figures['latency_p95_s']:.1f}s")
@@ -177,27 +140,6 @@ class _Generator(threading.Thread):
                                    seed=self.seed, stop=self.stop_event, live=self.live)
         except BaseException as err:  # reported by the demo's main thread
             self.error = err
-
-
-def _cycle(spark, settings: Settings, state: DemoState) -> None:
-    """One silver run, then one gold build; records the latency of every order gold made visible."""
-    from batch.silver.jobs import run_silver
-    from gold.build import run_gold
-
-    started = time.perf_counter()
-    run_silver(spark, settings)
-    state.silver_s = time.perf_counter() - started
-    pending = state.latency.snapshot(settings)
-    started = time.perf_counter()
-    gold = run_gold(settings, tests=False)
-    state.gold_s, state.gold_status = time.perf_counter() - started, gold["status"]
-    if gold["status"] == "ok":
-        state.latency.visible(pending, time.time())
-        write_latency(settings, state.latency.figures())
-    elif gold["status"] == "failed":
-        raise EcomlakeError(f"gold build failed: {'; '.join(gold['errors'][:3])}")
-    state.cycles += 1
-    state.cycle_seconds.append({"silver_s": round(state.silver_s, 2), "gold_s": round(state.gold_s, 2)})
 
 
 def write_latency(settings: Settings, figures: dict) -> None:
@@ -248,32 +190,59 @@ class _Dashboard:
         self.proc = None
 
 
-class _Scheduler(threading.Thread):
-    """Silver + gold every `interval` seconds (start to start) until stopped; the main thread keeps the view live."""
+class _Loop(threading.Thread):
+    """A service's run() in the background; what failed in it is re-raised by finish()."""
 
-    def __init__(self, spark, settings: Settings, state: DemoState, interval: float):
-        super().__init__(name="ecomlake-scheduler", daemon=True)
-        self.spark, self.settings, self.state, self.interval = spark, settings, state, interval
-        self.stop_event = threading.Event()
+    def __init__(self, service, name: str):
+        super().__init__(name=name, daemon=True)
+        self.service = service
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        next_start = time.monotonic() + self.interval
-        while not self.stop_event.wait(max(0.0, next_start - time.monotonic())):
-            next_start = time.monotonic() + self.interval
-            try:
-                _cycle(self.spark, self.settings, self.state)
-            except BaseException as err:
-                if not self.stop_event.is_set():
-                    self.error = err
-                return
+        try:
+            self.service.run()
+        except BaseException as err:
+            if not self.service.stop.is_set():
+                self.error = err
 
     def finish(self, timeout: float = 300) -> None:
         """Stop after the cycle under way (if any) and re-raise what failed in it."""
-        self.stop_event.set()
+        self.service.stop.set()
         self.join(timeout)
         if self.error:
             raise self.error
+
+
+def _services(spark, settings: Settings, state: DemoState, poll_s: float):
+    """Silver on every bronze commit, gold on every silver commit, both feeding the demo's figures."""
+    from batch.silver.service import SilverService
+    from gold.service import GoldService
+
+    def silver_done(cycle, figures) -> None:
+        state.silver_s, state.silver_jobs = cycle.seconds, cycle.spark_jobs
+        state.silver_cycles.append(cycle.as_dict())
+        state.latency.silver_cycle_ended(cycle.finished_at)
+
+    def gold_done(cycle, result, pending) -> None:
+        state.gold_s, state.gold_status = cycle.seconds, result["status"]
+        state.gold_builds.append(cycle.as_dict())
+        if result["status"] == "ok":
+            state.latency.visible(pending, cycle.finished_at, settings)
+            write_latency(settings, state.latency.figures())
+            state.cycles += 1
+
+    silver = SilverService(spark, settings, poll_s=poll_s, on_cycle=silver_done)
+    gold = GoldService(settings, poll_s=poll_s, before_build=lambda: state.latency.snapshot(settings),
+                       after_build=gold_done)
+    return silver, gold
+
+
+def sample_lag(settings: Settings, state: DemoState, silver) -> None:
+    """Rows published but not in bronze, and in bronze but not read by silver: flat when nothing falls behind."""
+    bronze = sum(table_rows(t.uri(settings)) for t in (ORDERS_RAW, PAYMENTS_RAW))
+    state.lag.append({"t": round(time.monotonic() - state.started, 1), "produced": state.produced,
+                      "bronze_backlog": max(0, state.produced - bronze),
+                      "silver_backlog": max(0, bronze - silver.rows_read)})
 
 
 def _set_aside_earlier_lake(settings: Settings) -> None:
@@ -289,7 +258,7 @@ def _set_aside_earlier_lake(settings: Settings) -> None:
 
 
 def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str = "steady", seed: int = 7,
-             interval: float = 10.0, trigger: float = 1.0, live: bool = True, dashboard: bool = False) -> dict:
+             interval: float = 0.2, trigger: float = 1.0, live: bool = True, dashboard: bool = False) -> dict:
     """Run the pipeline; returns the summary (also written to <lakehouse>/demo/summary.json). With dashboard=True
     the live dashboard serves the lake while the demo runs."""
     from contextlib import nullcontext
@@ -313,28 +282,33 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
     if started_broker:
         _set_aside_earlier_lake(settings)
     Path(settings.demo_dir, "latency.json").unlink(missing_ok=True)
-    gen = bronze = view = scheduler = None
+    gen = bronze = view = silver_loop = gold_loop = None
     interrupted = False
     try:
         spark = get_spark(settings, app_name="ecomlake-demo")
         ensure_topics(settings)
         bronze = start_bronze(spark, settings, trigger_seconds=trigger)
         gen = _Generator(settings, seconds, rate, scenario, seed)
-        scheduler = _Scheduler(spark, settings, state, interval)
+        silver, gold = _services(spark, settings, state, interval)
+        silver_loop, gold_loop = _Loop(silver, "ecomlake-silver"), _Loop(gold, "ecomlake-gold")
         state.started, state.phase = time.monotonic(), "streaming"
         gen.start()
-        scheduler.start()
+        silver_loop.start()
+        gold_loop.start()
         if live:
             from rich.live import Live
 
             view = Live(status_table(state, seconds, rate), refresh_per_second=2, transient=False)
         with view or nullcontext():
-            next_count = 0.0
-            while gen.is_alive() and scheduler.is_alive():
+            next_count = next_lag = 0.0
+            while gen.is_alive() and silver_loop.is_alive() and gold_loop.is_alive():
                 state.produced = gen.live.delivered
                 if time.monotonic() >= next_count:
                     refresh_counts(settings, state)
                     next_count = time.monotonic() + 2
+                if time.monotonic() >= next_lag:
+                    sample_lag(settings, state, silver)
+                    next_lag = time.monotonic() + 5
                 if view:
                     view.update(status_table(state, seconds, rate))
                 time.sleep(0.25)
@@ -342,13 +316,16 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
             if view:
                 view.update(status_table(state, seconds, rate))
             gen.join()
-            scheduler.finish()
+            silver_loop.finish()
+            gold_loop.finish()
             if gen.error:
                 raise gen.error
             state.produced = gen.live.delivered
             bronze.stop()
             run_available_now(spark, settings)
-            _cycle(spark, settings, state)
+            silver.cycle(force=True)
+            gold.cycle(force=True)
+            sample_lag(settings, state, silver)
             refresh_counts(settings, state)
             state.phase = "done"
             if view:
@@ -361,9 +338,10 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
             gen.stop_event.set()
             gen.join(timeout=30)
             state.produced = gen.live.delivered
-        if scheduler is not None:
-            scheduler.stop_event.set()
-            scheduler.join(timeout=120)
+        for loop in (silver_loop, gold_loop):
+            if loop is not None:
+                loop.service.stop.set()
+                loop.join(timeout=120)
         if bronze is not None:
             try:
                 bronze.stop()
@@ -387,7 +365,9 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
         "events_produced": state.produced,
         "counts": state.counts,
         "cycles": state.cycles,
-        "cycle_seconds": state.cycle_seconds,
+        "silver_cycles": state.silver_cycles,
+        "gold_builds": state.gold_builds,
+        "lag": state.lag,
         "latency": state.latency.figures(),
         "dashboard": dashboard_files,
         "live_dashboard": live_dashboard.url if live_dashboard else None,
@@ -416,6 +396,19 @@ def print_summary(settings: Settings, summary: dict) -> None:
         table.add_row("end-to-end latency (publish → gold)",
                       f"p50 {latency['latency_p50_s']}s, p95 {latency['latency_p95_s']}s, max {latency['latency_max_s']}s "
                       f"over {latency['paid_orders_measured']:,} paid orders")
+        names = {"publish_to_bronze": "publish → bronze", "bronze_to_silver": "bronze → silver",
+                 "silver_to_gold": "silver → gold"}
+        for key, name in names.items():
+            stage = latency.get("stages", {}).get(key)
+            if stage:
+                table.add_row(f"  {name}", f"p50 {stage['p50_s']}s, p95 {stage['p95_s']}s")
+    cycles = summary.get("silver_cycles") or []
+    if cycles:
+        seconds = sorted(c["seconds"] for c in cycles)
+        jobs = sorted(c["spark_jobs"] for c in cycles)
+        table.add_row("silver cycles / gold builds",
+                      f"{len(cycles)} (median {seconds[len(seconds) // 2]}s, {jobs[len(jobs) // 2]} Spark jobs) / "
+                      f"{len(summary.get('gold_builds') or [])}")
     console.print(table)
     if not Path(settings.warehouse_path).exists():
         return
@@ -453,7 +446,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--scenario", choices=tuple(SCENARIOS), default=defaults.demo_scenario)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--interval", type=positive_float, default=defaults.demo_interval,
-                        help="seconds between silver + gold runs (env DEMO_INTERVAL, default %(default)s)")
+                        help="how often silver and gold look for new commits, in seconds (env DEMO_INTERVAL, "
+                        "default %(default)s)")
     parser.add_argument("--trigger", type=positive_float, default=1.0, help="bronze micro-batch trigger in seconds")
     parser.add_argument("--no-live", action="store_true", help="no live status view (for logs and CI)")
     parser.add_argument("--no-dashboard", action="store_true",

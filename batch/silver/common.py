@@ -367,3 +367,4 @@ def run_standalone(*jobs: Callable[["SparkSession", "Settings", "LakeEngine"], J
         for job in jobs:
             print(job(spark, settings, lake).summary(), flush=True)
     return 0
+

@@ -45,9 +45,14 @@ def run_silver(
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecomlake silver", description=__doc__)
     parser.add_argument("--only", choices=list(JOBS), help="run just this job")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     return common.run_standalone(*(job for name, job in JOBS.items() if args.only in (None, name)))
 

@@ -1,0 +1,148 @@
+"""`ecomlake silver --continuous`: silver as a long-running service with one warm Spark session.
+
+A batch run pays for a JVM, a Spark session and Python imports before it reads a row; the service pays once and then
+runs a cycle as soon as bronze has a new commit (it polls the two bronze Delta logs, which costs milliseconds), so
+silver follows bronze by one cycle instead of by a schedule. Each cycle is the same incremental, idempotent run as
+`ecomlake silver` (the jobs in batch/silver/jobs.py), so stopping the service at any moment, or killing it, leaves
+silver exactly as a crashed batch run would: the next cycle completes it.
+
+Every cycle reports its seconds, the Spark jobs it ran (a job group per cycle) and the rows it read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from batch.silver.jobs import run_silver
+from ecomlake.lake.delta_log import latest_version
+from ecomlake.tables import ORDERS_RAW, PAYMENTS_RAW
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from ecomlake.lake import LakeEngine
+    from ecomlake.settings import Settings
+
+log = logging.getLogger("ecomlake.silver")
+
+
+@dataclass
+class SilverCycle:
+    number: int
+    finished_at: float
+    seconds: float
+    spark_jobs: int
+    rows_read: int
+    rows_written: int
+    bronze_versions: tuple
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class SilverService:
+    """Runs silver whenever bronze has committed since the last cycle, until `stop` is set."""
+
+    def __init__(self, spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" = None,
+                 poll_s: float = 0.2, on_cycle: Callable[[SilverCycle, dict], None] | None = None):
+        from ecomlake.lake import get_engine
+
+        self.spark, self.settings = spark, settings
+        self.lake = lake or get_engine(spark, settings)
+        self.poll_s, self.on_cycle = poll_s, on_cycle
+        self.stop = threading.Event()
+        self.cycles: list[SilverCycle] = []
+        self.rows_read = 0
+        self._seen: tuple | None = None
+
+    def bronze_versions(self) -> tuple:
+        """From a listing of the Delta logs: no Spark job and no log replay, whatever the engine."""
+        return tuple(latest_version(t.uri(self.settings)) for t in (ORDERS_RAW, PAYMENTS_RAW))
+
+    def cycle(self, force: bool = False) -> SilverCycle | None:
+        """One silver run if bronze moved since the last one (or `force`); None when there was nothing to do."""
+        versions = self.bronze_versions()
+        if not force and (versions == self._seen or versions == (None, None)):
+            return None
+        number = len(self.cycles) + 1
+        group = f"silver-cycle-{id(self)}-{number}"
+        context = self.spark.sparkContext
+        context.setJobGroup(group, f"silver cycle {number}")
+        started = time.perf_counter()
+        try:
+            figures = run_silver(self.spark, self.settings, lake=self.lake)
+        finally:
+            context.setLocalProperty("spark.jobGroup.id", None)
+        seconds = time.perf_counter() - started
+        jobs = len(context.statusTracker().getJobIdsForGroup(group))
+        read = sum(figures[j]["read"] for j in ("orders", "payments"))
+        written = sum(f["written"] for f in figures.values())
+        self._seen = versions
+        self.rows_read += read
+        done = SilverCycle(number, time.time(), round(seconds, 3), jobs, read, written, versions)
+        self.cycles.append(done)
+        if self.on_cycle:
+            self.on_cycle(done, figures)
+        return done
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.cycle() is None:
+                self.stop.wait(self.poll_s)
+
+
+def serve(spark: "SparkSession", settings: "Settings") -> int:
+    """The command: cycles until Ctrl-C or SIGTERM, one log line each."""
+    import signal
+
+    def report(cycle: SilverCycle, figures: dict) -> None:
+        log.info("cycle %d: %.2fs, %d Spark jobs, read %d bronze rows, wrote %d (bronze v%s)", cycle.number,
+                 cycle.seconds, cycle.spark_jobs, cycle.rows_read, cycle.rows_written,
+                 "/v".join(str(v) for v in cycle.bronze_versions))
+
+    service = SilverService(spark, settings, on_cycle=report)
+
+    def _stop(signum, frame):
+        service.stop.set()
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    log.info("silver runs on every bronze commit under %s; Ctrl-C to stop", settings.lakehouse_uri)
+    try:
+        service.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.info("stopped after %d cycles", len(service.cycles))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`ecomlake silver [--only JOB | --continuous]`."""
+    import sys
+
+    from batch.silver import jobs
+
+    parser = jobs.build_parser()
+    parser.add_argument("--continuous", action="store_true",
+                        help="keep running: a cycle on every new bronze commit, with one warm Spark session")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not args.continuous:
+        return jobs.main(argv)
+    if args.only:
+        parser.error("--continuous runs every job; leave out --only")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s silver: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    from ecomlake.settings import Settings
+    from ecomlake.spark import get_spark
+
+    settings = Settings.from_env()
+    return serve(get_spark(settings, app_name="ecomlake-silver"), settings)

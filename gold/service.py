@@ -1,0 +1,134 @@
+"""`ecomlake gold --continuous`: gold as a long-running service, building on every silver commit.
+
+The batch command parses the dbt project, loads the seeds and runs the tests on every invocation. The service parses
+once (dbt then runs from that manifest), loads the seeds on its first build only, leaves the data and unit tests to
+`ecomlake gold --test-only` (Airflow's schedule, CI) and builds as soon as a table gold reads has a new commit, which
+it learns from a listing of their Delta logs. fct_sales_minute is incremental: a build recomputes only the minutes
+whose orders changed. A build is the same one `ecomlake gold` runs, so stopping or killing the service between or
+during builds loses nothing: the next build picks up from gold's watermark.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+from ecomlake.errors import EcomlakeError
+from ecomlake.lake.delta_log import latest_version
+from ecomlake.settings import Settings
+from ecomlake.tables import GOLD_SOURCES
+from gold.build import invoke, run_gold
+
+log = logging.getLogger("ecomlake.gold")
+
+
+@dataclass
+class GoldCycle:
+    number: int
+    finished_at: float
+    seconds: float
+    status: str
+    silver_versions: tuple
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class GoldService:
+    """Builds gold whenever a silver table it reads has committed since the last build, until `stop` is set.
+
+    `before_build` runs just before each build and its return value is handed to `after_build` with the build's
+    result (the demo snapshots silver there, to time what each build made visible)."""
+
+    def __init__(self, settings: Settings, poll_s: float = 0.2,
+                 before_build: Callable[[], Any] | None = None,
+                 after_build: Callable[[GoldCycle, dict, Any], None] | None = None):
+        self.settings, self.poll_s = settings, poll_s
+        self.before_build, self.after_build = before_build, after_build
+        self.stop = threading.Event()
+        self.cycles: list[GoldCycle] = []
+        self.manifest = None
+        self._seen: tuple | None = None
+        self._seeded = False
+
+    def silver_versions(self) -> tuple:
+        return tuple(latest_version(t.uri(self.settings)) for t in GOLD_SOURCES)
+
+    def _parse(self) -> None:
+        result = invoke(self.settings, ["parse"], quiet=True)
+        if result.success and result.result is not None:
+            self.manifest = result.result
+
+    def cycle(self, force: bool = False) -> GoldCycle | None:
+        """One build if silver moved since the last one (or `force`); None when there was nothing to do."""
+        versions = self.silver_versions()
+        if not force and (versions == self._seen or None in versions):
+            return None
+        if self.manifest is None:
+            self._parse()
+        context = self.before_build() if self.before_build else None
+        started = time.perf_counter()
+        result = run_gold(self.settings, tests=False, seeds=not self._seeded, manifest=self.manifest)
+        seconds = time.perf_counter() - started
+        if result["status"] == "ok":
+            self._seen, self._seeded = versions, True
+        done = GoldCycle(len(self.cycles) + 1, time.time(), round(seconds, 3), result["status"], versions)
+        self.cycles.append(done)
+        if self.after_build:
+            self.after_build(done, result, context)
+        if result["status"] == "failed":
+            raise EcomlakeError(f"gold build failed: {'; '.join(result['errors'][:3])}")
+        return done
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.cycle() is None:
+                self.stop.wait(self.poll_s)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`ecomlake gold [--test-only | --docs | --continuous] [--full-refresh]`; --continuous builds until Ctrl-C or
+    SIGTERM, one log line each."""
+    import signal
+    import sys
+
+    from gold import build
+
+    parser, mode = build.build_parser()
+    mode.add_argument("--continuous", action="store_true",
+                      help="keep running: a build (no tests) on every silver commit, parsing the project once")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not args.continuous:
+        return build.main(argv)
+    if args.full_refresh:
+        parser.error("--continuous builds incrementally; run `ecomlake gold --full-refresh` once instead")
+
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s gold: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+    def report(cycle: GoldCycle, result: dict, _context) -> None:
+        log.info("build %d: %s in %.2fs (silver v%s)", cycle.number, cycle.status, cycle.seconds,
+                 "/v".join(str(v) for v in cycle.silver_versions))
+
+    service = GoldService(Settings.from_env(), after_build=report)
+
+    def _stop(signum, frame):
+        service.stop.set()
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    log.info("gold builds on every silver commit under %s; Ctrl-C to stop", service.settings.lakehouse_uri)
+    try:
+        service.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.info("stopped after %d builds", len(service.cycles))
+    return 0

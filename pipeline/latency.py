@@ -1,0 +1,139 @@
+"""Publish → gold latency of every fully paid order, and where it goes (the demo's and the bench's figures).
+
+Measured, not estimated. Before each gold build the fully paid orders in silver are snapshotted; when that build has
+finished, every order seen there for the first time is visible in gold.fct_sales_minute, and its latency is that
+moment minus the Kafka timestamp (publication time) of the latest event that went into it (`last_published_ts`).
+
+The stages of the same order:
+- publish → bronze: the commit time of the first bronze commit holding a record published at or after that
+  event (commit times and the published range of each commit come from the bronze Delta logs);
+- bronze → silver: from there to the end of the silver cycle that wrote the order (the first cycle ending after
+  the order's `updated_ts`, which silver stamps when the cycle starts enriching);
+- silver → gold: from there to the end of the gold build that made it visible.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
+
+from ecomlake.lake.delta_log import commit_actions, latest_version
+from ecomlake.settings import Settings
+from ecomlake.tables import ORDER_PAYMENTS_ENRICHED, ORDERS_RAW, PAYMENTS_RAW
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: every reported figure is one that was measured)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+def spread(values: Sequence[float], prefix: str = "") -> dict:
+    if not values:
+        return {}
+    return {f"{prefix}p50_s": round(statistics.median(values), 3), f"{prefix}p95_s": round(percentile(values, 95), 3),
+            f"{prefix}max_s": round(max(values), 3)}
+
+
+def _ts(value) -> float:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class BronzeCommits:
+    """Per bronze commit: (newest publication time in it, commit time), read from the Delta logs as they grow."""
+
+    uris: tuple
+    done: dict = field(default_factory=dict)
+    commits: list = field(default_factory=list)  # sorted by newest publication time
+
+    def refresh(self) -> None:
+        for uri in self.uris:
+            latest = latest_version(uri)
+            if latest is None:
+                continue
+            for version in range(self.done.get(uri, -1) + 1, latest + 1):
+                actions = commit_actions(uri, version)
+                committed = next((a["commitInfo"].get("timestamp") for a in actions if "commitInfo" in a), None)
+                newest = None
+                for action in actions:
+                    stats = action.get("add", {}).get("stats")
+                    if stats:
+                        import json
+
+                        top = json.loads(stats).get("maxValues", {}).get("kafka_timestamp")
+                        if top is not None:
+                            newest = max(newest or 0.0, _ts(top))
+                if committed is not None and newest is not None:
+                    bisect.insort(self.commits, (newest, committed / 1000))
+            self.done[uri] = latest
+
+    def landed(self, published: float) -> float | None:
+        """When a record published at `published` was in bronze: the earliest commit holding one published later."""
+        i = bisect.bisect_left(self.commits, (published, 0.0))
+        return min((c for _, c in self.commits[i:i + 64]), default=None)
+
+
+@dataclass
+class LatencyProbe:
+    seen: set = field(default_factory=set)
+    total: list = field(default_factory=list)
+    to_bronze: list = field(default_factory=list)
+    to_silver: list = field(default_factory=list)
+    to_gold: list = field(default_factory=list)
+    silver_ends: list = field(default_factory=list)
+    newest_published: datetime | None = None
+    bronze: BronzeCommits | None = None
+
+    def snapshot(self, settings: Settings) -> dict:
+        """The fully paid orders in silver not yet measured: order id -> (last published, updated_ts)."""
+        from deltalake import DeltaTable
+
+        uri = ORDER_PAYMENTS_ENRICHED.uri(settings)
+        if not DeltaTable.is_deltatable(uri):
+            return {}
+        columns = ["order_id", "fully_paid", "last_published_ts", "updated_ts"]
+        table = DeltaTable(uri).to_pyarrow_table(columns=columns)
+        ids, paid, published, updated = (table.column(c).to_pylist() for c in columns)
+        return {o: (p, u) for o, f, p, u in zip(ids, paid, published, updated)
+                if f and o not in self.seen and p is not None}
+
+    def silver_cycle_ended(self, at: float) -> None:
+        self.silver_ends.append(at)
+
+    def visible(self, pending: dict, at: float, settings: Settings | None = None) -> None:
+        if settings is not None and self.bronze is None:
+            self.bronze = BronzeCommits((ORDERS_RAW.uri(settings), PAYMENTS_RAW.uri(settings)))
+        if self.bronze is not None:
+            self.bronze.refresh()
+        for order_id, (published, updated) in pending.items():
+            if published.tzinfo is None:
+                published = published.replace(tzinfo=timezone.utc)
+            self.seen.add(order_id)
+            t0 = published.timestamp()
+            self.total.append(max(0.0, at - t0))
+            if self.newest_published is None or published > self.newest_published:
+                self.newest_published = published
+            i = bisect.bisect_left(self.silver_ends, _ts(updated)) if updated is not None else len(self.silver_ends)
+            t_silver = self.silver_ends[i] if i < len(self.silver_ends) else None
+            t_bronze = self.bronze.landed(t0) if self.bronze is not None else None
+            if t_silver is not None:
+                self.to_gold.append(max(0.0, at - t_silver))
+                if t_bronze is not None and t_bronze <= t_silver:
+                    self.to_bronze.append(max(0.0, t_bronze - t0))
+                    self.to_silver.append(t_silver - t_bronze)
+
+    def figures(self) -> dict:
+        if not self.total:
+            return {"paid_orders_measured": 0}
+        out = {"paid_orders_measured": len(self.total), **spread(self.total, "latency_")}
+        stages = {"publish_to_bronze": self.to_bronze, "bronze_to_silver": self.to_silver,
+                  "silver_to_gold": self.to_gold}
+        out["stages"] = {name: spread(values) for name, values in stages.items() if values}
+        return out
