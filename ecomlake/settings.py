@@ -310,6 +310,19 @@ class SparkTuning:
         )
 
 
+def _rates(name: str, default: tuple, env: Mapping[str, str]) -> tuple:
+    value = text(name, env=env)
+    if not value:
+        return default
+    try:
+        rates = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        rates = ()
+    if not rates or any(r <= 0 for r in rates):
+        raise ConfigError(f"{name}={value!r}: use rising events/s separated by commas, e.g. 500,1000,1500")
+    return tuple(sorted(rates))
+
+
 @dataclass(frozen=True)
 class RunDefaults:
     """Defaults of the whole-pipeline runners: `ecomlake demo` (DEMO_*) and `ecomlake bench` (BENCH_*)."""
@@ -320,6 +333,8 @@ class RunDefaults:
     demo_interval: float = 0.2
     bench_latency_rate: float = 1000.0
     bench_latency_seconds: float = 300.0
+    bench_ceiling_rates: tuple = (500.0, 1000.0, 1500.0, 2000.0)
+    bench_ceiling_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "RunDefaults":
@@ -332,6 +347,8 @@ class RunDefaults:
             demo_interval=positive_number("DEMO_INTERVAL", d.demo_interval, env),
             bench_latency_rate=positive_number("BENCH_LATENCY_RATE", d.bench_latency_rate, env),
             bench_latency_seconds=positive_number("BENCH_LATENCY_SECONDS", d.bench_latency_seconds, env),
+            bench_ceiling_rates=_rates("BENCH_CEILING_RATES", d.bench_ceiling_rates, env),
+            bench_ceiling_seconds=positive_number("BENCH_CEILING_SECONDS", d.bench_ceiling_seconds, env),
         )
 
 
