@@ -40,7 +40,7 @@ def start_demo(settings: Settings, *args: str) -> subprocess.Popen:
 
 def test_short_demo_reconciles_gold_and_dashboard_with_what_was_published(tmp_path):
     settings = demo_settings(tmp_path)
-    proc = start_demo(settings, "--seconds", "12", "--rate", "25", "--interval", "4", "--scenario", "late_and_duplicates")
+    proc = start_demo(settings, "--seconds", "12", "--rate", "25", "--scenario", "late_and_duplicates")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert "ecomlake demo — summary" in out and "Traceback" not in out
@@ -66,6 +66,10 @@ def test_short_demo_reconciles_gold_and_dashboard_with_what_was_published(tmp_pa
     latency = summary["latency"]
     assert latency["paid_orders_measured"] == expected["fully_paid_orders"]
     assert 0 <= latency["latency_p50_s"] <= latency["latency_p95_s"] <= latency["latency_max_s"]
+    assert set(latency["stages"]) == {"publish_to_bronze", "bronze_to_silver", "silver_to_gold"}, latency
+    assert summary["silver_cycles"] and all(c["spark_jobs"] > 0 for c in summary["silver_cycles"] if c["rows_read"])
+    assert summary["gold_builds"] and summary["lag"][-1]["bronze_backlog"] == summary["lag"][-1]["silver_backlog"] == 0
+    assert "publish → bronze" in out and "silver cycles / gold builds" in out
 
     html, png = Path(summary["dashboard"]["html"]), Path(summary["dashboard"]["png"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

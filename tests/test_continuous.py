@@ -1,0 +1,123 @@
+"""The continuous services (#11): silver cycles on every bronze commit and gold builds on every silver commit, with a
+warm Spark session and a parsed dbt project, and the tables they leave equal what the batch commands build."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import duckdb
+from deltalake import DeltaTable
+
+from batch.silver.jobs import run_silver
+from batch.silver.service import SilverService
+from conftest import REPO, cli_env
+from ecomlake import tables
+from ecomlake.lake import get_engine
+from gold.build import run_gold
+from gold.service import GoldService
+from silver_rows import T0, Msg, bronze_df, order, payment
+
+later = lambda seconds: T0 + timedelta(seconds=seconds)  # noqa: E731
+
+
+def append(spark, settings, orders, payments, batch_id):
+    lake = get_engine(spark, settings)
+    for table, topic, msgs in ((tables.ORDERS_RAW, settings.topic_order_events, orders),
+                               (tables.PAYMENTS_RAW, settings.topic_payment_events, payments)):
+        if msgs:
+            lake.append_batch(bronze_df(spark, topic, msgs), table.uri(settings), "test-bronze", batch_id)
+
+
+def silver_rows(settings) -> dict:
+    return {t.name: sorted(map(str, DeltaTable(t.uri(settings)).to_pyarrow_table(
+        columns=[c for c in t.columns if c not in ("ingest_ts", "updated_ts", "quarantined_ts")]).to_pylist()))
+        for t in tables.in_layer("silver") if DeltaTable.is_deltatable(t.uri(settings))}
+
+
+def gold_minutes(settings) -> list:
+    with duckdb.connect(settings.warehouse_path, read_only=True) as con:
+        return con.execute("select minute_bucket, gmv, paid_orders from gold.fct_sales_minute order by 1").fetchall()
+
+
+BATCHES = [
+    ([Msg(order("o1", total_amount=20.50), 0, published=later(0)), Msg(order("o2", total_amount=5), 1)],
+     [Msg(payment("o1", 2050), 0, published=later(1))]),
+    ([Msg(order("o3", total_amount=7, at=later(70)), 2)],
+     [Msg(payment("o2", 500, at=later(65)), 1), Msg("{broken", 2), Msg(payment("o3", 700, at=later(71)), 3)]),
+]
+
+
+def test_services_follow_each_commit_and_build_what_the_batch_commands_build(spark, settings, tmp_path):
+    silver_cycles, gold_builds = [], []
+    silver = SilverService(spark, settings, on_cycle=lambda cycle, figures: silver_cycles.append(cycle))
+    gold = GoldService(settings, after_build=lambda cycle, result, context: gold_builds.append(result["status"]))
+    assert silver.cycle() is None and gold.cycle() is None, "nothing to do before bronze and silver exist"
+
+    append(spark, settings, *BATCHES[0], 0)
+    first = silver.cycle()
+    assert first is not None and first.rows_read == 3 and first.spark_jobs > 0
+    assert silver.cycle() is None, "no new bronze commit, no cycle"
+    assert gold.cycle() is not None and gold_builds == ["ok"]
+    assert gold.cycle() is None, "no new silver commit, no build"
+
+    threads = [threading.Thread(target=s.run, daemon=True) for s in (silver, gold)]
+    for thread in threads:
+        thread.start()
+    try:
+        append(spark, settings, *BATCHES[1], 1)
+        deadline = time.monotonic() + 180
+
+        def caught_up() -> bool:
+            worked = [c for c in silver_cycles if c.rows_read]
+            return silver.rows_read == 7 and bool(gold.cycles) and gold.cycles[-1].finished_at > worked[-1].finished_at
+
+        while not caught_up() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        silver.stop.set()
+        gold.stop.set()
+        for thread in threads:
+            thread.join(120)
+    assert caught_up(), (silver_cycles, gold.cycles)
+    assert sum(c.rows_read for c in silver_cycles) == 7, "each bronze row is read once"
+    assert set(gold_builds) == {"ok"}
+    continuous = (silver_rows(settings), gold_minutes(settings))
+
+    batch = dataclasses.replace(settings, lakehouse_uri=str(tmp_path / "batch-lake"), run_dir=str(tmp_path / "run-b"))
+    for i, (orders, payments) in enumerate(BATCHES):
+        append(spark, batch, orders, payments, i)
+    run_silver(spark, batch)
+    assert run_gold(batch, tests=False)["status"] == "ok"
+    assert continuous == (silver_rows(batch), gold_minutes(batch))
+    assert [m[2] for m in continuous[1]] == [2, 1], "o1 and o2 (paid later) in their order minute; o3 in the next"
+
+
+def test_silver_continuous_command_cycles_on_new_bronze_and_stops_cleanly_on_sigterm(spark, settings):
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "silver", "--continuous"], cwd=REPO,
+                            env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        append(spark, settings, *BATCHES[0], 0)
+        for line in proc.stdout:
+            lines.append(line)
+            if "cycle 1:" in line:
+                break
+        assert "read 3 bronze rows" in lines[-1] and "Spark jobs" in lines[-1], lines
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "stopped after 1 cycles" in rest and "Traceback" not in "".join(lines) + rest
+    assert DeltaTable(tables.ORDER_PAYMENTS_ENRICHED.uri(settings)).to_pyarrow_table().num_rows == 2
