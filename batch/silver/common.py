@@ -197,6 +197,9 @@ class Increment:
     end: int
     read: int
     rejected: int
+    # Coordinates of the conflicting copies, found by the event table's writer (write_events) and reused by the
+    # quarantine's writer; None when the event table had taken this increment in an earlier, interrupted run.
+    conflict_keys: DataFrame | None = None
 
 
 def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: str, app: str,
@@ -218,7 +221,8 @@ def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: s
             new, uri, ["event_id"], partition_by=["event_date"], when_matched_update="false", app_id=app,
             txn_version=batch.end,
         )
-        conflicts = conflicting(events, stored.unionByName(new)).count()
+        batch.conflict_keys = conflicting(events, stored.unionByName(new)).select(*QUARANTINE_KEYS).persist()
+        conflicts = batch.conflict_keys.count()
         stats.valid += written
         stats.duplicates += batch.read - batch.rejected - written - conflicts
         return written
@@ -230,10 +234,13 @@ def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: s
 def conflicting_rows(lake: "LakeEngine", batch: Increment, events: DataFrame, events_uri: str) -> DataFrame:
     """Bronze rows of the increment whose event conflicts with the copy the event table keeps (RAW_COLUMNS and
     reason, as `split` gives rejected rows). Run after the event table took the increment."""
-    kept = stored_events(lake, events_uri, events)
-    if kept is None:
-        return batch.classified.limit(0).select(*RAW_COLUMNS, F.lit(CONFLICTING_COPY).alias("reason"))
-    copies = conflicting(events, kept).select(*QUARANTINE_KEYS)
+    if batch.conflict_keys is not None:
+        copies = batch.conflict_keys
+    else:
+        kept = stored_events(lake, events_uri, events)
+        if kept is None:
+            return batch.classified.limit(0).select(*RAW_COLUMNS, F.lit(CONFLICTING_COPY).alias("reason"))
+        copies = conflicting(events, kept).select(*QUARANTINE_KEYS)
     return batch.classified.join(copies, list(QUARANTINE_KEYS), "left_semi").select(
         *RAW_COLUMNS, F.lit(CONFLICTING_COPY).alias("reason")
     )
@@ -286,9 +293,13 @@ def run_increment(
             stats.read += read
             batch = Increment(classified, end, read, rejected)
             accounted = stats.accounted()
-            for uri, writer in writers.items():
-                if uri in pending and pending[uri] == start:
-                    writer(batch)
+            try:
+                for uri, writer in writers.items():
+                    if uri in pending and pending[uri] == start:
+                        writer(batch)
+            finally:
+                if batch.conflict_keys is not None:
+                    batch.conflict_keys.unpersist()
             if any(pending.get(uri) != start for uri in writers):
                 # An interrupted run left some targets ahead: the rows they took are not counted again.
                 stats.resumed += read - (stats.accounted() - accounted)
