@@ -218,12 +218,13 @@ def _services(spark, settings: Settings, state: DemoState, poll_s: float):
     from batch.silver.service import SilverService
     from gold.service import GoldService
 
-    def silver_done(cycle, figures) -> None:
+    def on_silver_cycle(cycle, figures) -> None:
         state.silver_s, state.silver_jobs = cycle.seconds, cycle.spark_jobs
         state.silver_cycles.append(cycle.as_dict())
         state.latency.silver_cycle_ended(cycle.finished_at)
+        gold.silver_done.set()
 
-    def gold_done(cycle, result, pending) -> None:
+    def on_gold_build(cycle, result, pending) -> None:
         state.gold_s, state.gold_status = cycle.seconds, result["status"]
         state.gold_builds.append(cycle.as_dict())
         if result["status"] == "ok":
@@ -231,9 +232,10 @@ def _services(spark, settings: Settings, state: DemoState, poll_s: float):
             write_latency(settings, state.latency.figures())
             state.cycles += 1
 
-    silver = SilverService(spark, settings, poll_s=poll_s, on_cycle=silver_done)
     gold = GoldService(settings, poll_s=poll_s, before_build=lambda: state.latency.snapshot(settings),
-                       after_build=gold_done)
+                       after_build=on_gold_build)
+    gold.silver_done = threading.Event()
+    silver = SilverService(spark, settings, poll_s=poll_s, on_cycle=on_silver_cycle)
     return silver, gold
 
 

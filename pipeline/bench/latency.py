@@ -42,7 +42,9 @@ def _gold_matches_manifest(settings: Settings) -> dict:
 
 def _one_run(settings: Settings, rate: float, seconds: float, scenario: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"latency-{int(rate)}-", dir=settings.run_dir))
-    run = dataclasses.replace(settings, lakehouse_uri=str(workdir / "lakehouse"))
+    tag = workdir.name
+    run = dataclasses.replace(settings, lakehouse_uri=str(workdir / "lakehouse"), topic_order_events=f"orders.{tag}",
+                              topic_payment_events=f"payments.{tag}")
     summary = run_demo(run, seconds=seconds, rate=rate, scenario=scenario, live=False)
     cycles = summary["silver_cycles"]
     builds = summary["gold_builds"]
