@@ -43,8 +43,12 @@ test-deps: $(STAMP)
 test: test-deps
 	$(BIN)/python -m pytest tests
 
-FAULT_TESTS := tests/test_broker_restart.py tests/test_locks.py tests/test_silver_duplicates.py \
-	tests/test_bronze.py tests/test_silver_incremental.py
+# The fault suite: broker restarts and incarnations, concurrent runs (local lake and S3 leases), hostile duplicates,
+# kill -9 of bronze and a replayed batch, a silver crash and rerun, a lake from before incarnations.
+FAULT_TESTS := tests/test_broker_restart.py tests/test_locks.py tests/test_silver_duplicates.py tests/test_lake_upgrade.py \
+	tests/test_bronze.py::test_exactly_once_across_sigkill_and_restart \
+	tests/test_bronze.py::test_max_offsets_per_trigger_bounds_batches_and_a_replayed_batch_is_skipped \
+	tests/test_silver_incremental.py::test_crash_mid_run_then_rerun_equals_clean_runs
 test-faults: test-deps
 	$(BIN)/python -m pytest $(FAULT_TESTS)
 
