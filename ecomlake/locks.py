@@ -179,11 +179,21 @@ class S3Lease:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
-        if self.etag is not None and not self.lost:
+        if self.etag is None or self.lost:
+            return
+        from botocore.exceptions import ClientError
+
+        try:
             try:
                 self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
-            except Exception as err:  # it expires on its own
-                log.warning("could not release the %s lease: %s", self.job, err)
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "NoSuchKey"):
+                    return  # no longer ours (or gone)
+                # A store without conditional deletes: delete it if it is still the object this run wrote.
+                if self.client.head_object(Bucket=self.bucket, Key=self.key)["ETag"] == self.etag:
+                    self.client.delete_object(Bucket=self.bucket, Key=self.key)
+        except Exception as err:  # it expires on its own
+            log.warning("could not release the %s lease: %s", self.job, err)
 
 
 @contextmanager

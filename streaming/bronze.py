@@ -128,9 +128,23 @@ def reset_source(bronze: BronzeTable) -> int | None:
         return None
     current = incarnation(bronze)
     new = max([current, *_set_aside(bronze)]) + 1
-    filesystem.move(path, f"{path}-incarnation-{current}")
+    _move_tree(filesystem, path, f"{path}-incarnation-{current}")
     checkpoint_log.write_text(f"{bronze.checkpoint}/{INCARNATION_FILE}", f"{new}\n")
     return new
+
+
+def _move_tree(filesystem, source: str, target: str) -> None:
+    """A rename on a local file system; object stores have no directories to rename, so there every object is
+    copied, then the source removed."""
+    from pyarrow import fs
+
+    if isinstance(filesystem, fs.LocalFileSystem):
+        filesystem.move(source, target)
+        return
+    for info in filesystem.get_file_info(fs.FileSelector(source, recursive=True)):
+        if info.type == fs.FileType.File:
+            filesystem.copy_file(info.path, target + info.path[len(source):])
+    filesystem.delete_dir(source)
 
 
 def reset_sources(settings: Settings) -> None:

@@ -176,3 +176,29 @@ def test_a_recreated_topic_on_apache_kafka_is_refused_then_reset_on_the_official
               for b in bronze_tables(settings)]
     flat = [0 if i is None else i for rows in stored for i in rows]
     assert len(flat) == 210 and flat.count(1) == 150
+
+
+def test_reset_source_sets_the_checkpoint_aside_on_an_s3_lake(s3_lake_server, monkeypatch):
+    """On S3 there is no directory to rename: every object of the checkpoint is copied aside, then removed."""
+    from pyarrow import fs
+
+    from ecomlake.lake.fs import resolve
+    from streaming import checkpoint_log
+    from streaming.bronze import BronzeTable, incarnation, reset_source
+
+    for name, value in s3_lake_server.env.items():
+        monkeypatch.setenv(name, value)
+    lake = s3_lake_server.lake_uri()
+    bronze = BronzeTable("orders_raw", "orders", f"{lake}/bronze_raw/orders_raw", f"{lake}/_checkpoints/bronze_orders_raw")
+    assert reset_source(bronze) is None, "nothing to reset before bronze has read anything"
+    for name, text in (("metadata", '{"id":"q1"}'), ("offsets/0", "v1\n{}\n{}"), ("commits/0", "v1\n{}")):
+        checkpoint_log.write_text(f"{bronze.checkpoint}/{name}", text)
+    assert reset_source(bronze) == 1 and incarnation(bronze) == 1
+    filesystem, root = resolve(lake)
+    kept = sorted(i.path[len(root) + 1:] for i in filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+                  if i.type == fs.FileType.File)
+    assert kept == ["_checkpoints/bronze_orders_raw-incarnation-0/commits/0",
+                    "_checkpoints/bronze_orders_raw-incarnation-0/metadata",
+                    "_checkpoints/bronze_orders_raw-incarnation-0/offsets/0",
+                    "_checkpoints/bronze_orders_raw/incarnation"], kept
+    assert reset_source(bronze) is None, "a fresh incarnation has nothing to reset yet"
