@@ -598,6 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     job.stop()
                     if watchdog.down_since is not None:
                         raise EcomlakeError(watchdog.failure())
+                    if not watchdog.reachable():
+                        raise EcomlakeError(watchdog.failed_mid_batch())
                     _raise_failure(query, writer.bronze)
                     raise EcomlakeError(f"query {query.name} stopped unexpectedly")
             if watchdog.check():
@@ -637,6 +639,16 @@ class BrokerWatchdog:
         if self.down_since is not None and now - self.down_since >= self.timeout_s:
             return True
         return False
+
+    def reachable(self) -> bool:
+        from ecomlake.broker import answers_metadata
+
+        return answers_metadata(self.bootstrap, timeout_s=min(2.0, self.timeout_s))
+
+    def failed_mid_batch(self) -> str:
+        """A source that reads the broker inside the batch (Spark's Kafka source) fails the query at once."""
+        return (f"Kafka broker at {self.bootstrap} is not reachable; bronze stopped (the batch under way was not "
+                "committed and is read again) and resumes where it stopped when run again with the broker back")
 
     def failure(self) -> str:
         return (f"Kafka broker at {self.bootstrap} is not reachable (for {self.timeout_s:.0f}s); bronze stopped "
