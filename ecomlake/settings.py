@@ -374,7 +374,9 @@ class TrinoConfig:
 
 @dataclass(frozen=True)
 class MetabaseConfig:
-    """Metabase's address and admin, and how Metabase reaches Trino (the cluster stack's provisioner)."""
+    """Metabase's address and admin, how Metabase reaches Trino (the cluster stack's provisioner), and how often the
+    dashboard refreshes itself: gold follows silver within seconds, so a minute would leave it behind (the URL's
+    #refresh takes any number of seconds, though Metabase's menu offers whole minutes only)."""
 
     url: str = "http://localhost:3000"
     public_url: str = "http://localhost:3000"
@@ -385,6 +387,7 @@ class MetabaseConfig:
     trino_port: int = 8080
     trino_user: str = "metabase"
     trino_catalog: str = "delta"
+    refresh_seconds: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "MetabaseConfig":
@@ -408,4 +411,5 @@ class MetabaseConfig:
             trino_port=trino_port,
             trino_user=get("MB_TRINO_USER", defaults.trino_user),
             trino_catalog=get("MB_TRINO_CATALOG", defaults.trino_catalog),
+            refresh_seconds=_int(env, "MB_REFRESH_SECONDS", defaults.refresh_seconds),
         )

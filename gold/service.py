@@ -6,6 +6,12 @@ once (dbt then runs from that manifest), loads the seeds on its first build only
 it learns from a listing of their Delta logs. fct_sales_minute is incremental: a build recomputes only the minutes
 whose orders changed. A build is the same one `ecomlake gold` runs, so stopping or killing the service between or
 during builds loses nothing: the next build picks up from gold's watermark.
+
+On the trino target dbt reads silver through Trino's Delta catalog, which lists only the tables registered in its
+metastore, and silver's tables appear on the lake after the stack has started (a table new to silver later). So
+before a build the service runs `on_new_tables` whenever the set of lake tables changed: the runner passes Trino's
+table registration there (serving/, which a stage may not import), and a new table is queryable before the first
+build that reads it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any, Callable, Sequence
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake.delta_log import latest_version
 from ecomlake.settings import Settings
-from ecomlake.tables import GOLD_SOURCES, ORDER_PAYMENTS_ENRICHED, QUARANTINE
+from ecomlake.tables import GOLD_SOURCES, LAKE_TABLES, ORDER_PAYMENTS_ENRICHED, QUARANTINE
 from gold.build import invoke, run_gold
 
 log = logging.getLogger("ecomlake.gold")
@@ -45,13 +51,16 @@ class GoldService:
     silver, `silver_done` (set by the silver service at the end of each cycle) wakes it instead: one build per cycle,
     none in the middle of one, which matters on two cores where a build competes with silver for the CPU.
     `before_build` runs just before each build and its return value is handed to `after_build` with the build's
-    result (the demo snapshots silver there, to time what each build made visible)."""
+    result (the demo snapshots silver there, to time what each build made visible). `on_new_tables` runs before a
+    build when the lake's tables are not the ones it last saw (see the module doc)."""
 
     def __init__(self, settings: Settings, poll_s: float = 0.2,
                  before_build: Callable[[], Any] | None = None,
-                 after_build: Callable[[GoldCycle, dict, Any], None] | None = None):
+                 after_build: Callable[[GoldCycle, dict, Any], None] | None = None,
+                 on_new_tables: Callable[[], None] | None = None):
         self.settings, self.poll_s = settings, poll_s
         self.before_build, self.after_build = before_build, after_build
+        self.on_new_tables = on_new_tables
         self.silver_done: threading.Event | None = None
         self.stop = threading.Event()
         self.cycles: list[GoldCycle] = []
@@ -59,12 +68,23 @@ class GoldService:
         self._seen: tuple | None = None
         self._seen_trigger: tuple | None = None
         self._seeded = False
+        self._tables_seen: frozenset[str] | None = None
 
     def silver_versions(self) -> tuple:
         return tuple(latest_version(t.uri(self.settings)) for t in GOLD_SOURCES)
 
     def _trigger(self) -> tuple:
         return tuple(latest_version(t.uri(self.settings)) for t in (ORDER_PAYMENTS_ENRICHED, QUARANTINE))
+
+    def lake_tables(self) -> frozenset[str]:
+        """The bronze and silver tables written so far, from a listing of their Delta logs."""
+        return frozenset(t.qualified for t in LAKE_TABLES if latest_version(t.uri(self.settings)) is not None)
+
+    def _announce_new_tables(self) -> None:
+        tables = self.lake_tables()
+        if tables != self._tables_seen:
+            self.on_new_tables()
+            self._tables_seen = tables
 
     def _parse(self) -> None:
         result = invoke(self.settings, ["parse"], quiet=True)
@@ -80,6 +100,8 @@ class GoldService:
             trigger = self._trigger()
             if trigger == self._seen_trigger:
                 return None
+        if self.on_new_tables:
+            self._announce_new_tables()
         self._seen_trigger = self._trigger()
         if self.manifest is None:
             self._parse()
@@ -107,9 +129,18 @@ class GoldService:
                 self.stop.wait(self.poll_s)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def continuous_service(settings: Settings, register_tables: Callable[[Settings], None] | None = None,
+                       after_build: Callable[[GoldCycle, dict, Any], None] | None = None) -> GoldService:
+    """The service `ecomlake gold --continuous` runs: on the trino target it calls `register_tables` whenever the
+    lake's tables changed; DuckDB reads silver by path and needs nothing registered."""
+    registers = register_tables is not None and settings.dbt_target == "trino"
+    return GoldService(settings, after_build=after_build,
+                       on_new_tables=(lambda: register_tables(settings)) if registers else None)
+
+
+def main(argv: Sequence[str] | None = None, register_tables: Callable[[Settings], None] | None = None) -> int:
     """`ecomlake gold [--test-only | --docs | --continuous] [--full-refresh]`; --continuous builds until Ctrl-C or
-    SIGTERM, one log line each."""
+    SIGTERM, one log line each. `register_tables` is the runner's Trino registration (see continuous_service)."""
     import signal
     import sys
 
@@ -135,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("build %d: %s in %.2fs (silver v%s)", cycle.number, cycle.status, cycle.seconds,
                  "/v".join(str(v) for v in cycle.silver_versions))
 
-    service = GoldService(Settings.from_env(), after_build=report)
+    service = continuous_service(Settings.from_env(), register_tables, after_build=report)
 
     def _stop(signum, frame):
         service.stop.set()

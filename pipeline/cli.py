@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bronze": ("streaming.bronze:main", "stream both topics into the bronze Delta tables"),
     "silver": ("batch.silver.service:main", "incremental silver jobs: orders, payments, enrichment (--continuous)"),
     "maintain": ("batch.maintain:main", "OPTIMIZE and VACUUM every table"),
-    "gold": ("gold.service:main", "dbt build of the gold models (--continuous)"),
+    "gold": ("pipeline.services:gold_main", "dbt build of the gold models (--continuous)"),
     "freshness": ("gold.build:freshness_main", "dbt source freshness of the silver tables"),
     "demo": ("pipeline.demo:main", "the whole pipeline on the embedded stack, with a live status view"),
     "dashboard": ("serving.live:main", "serve the live dashboard of the lake on 127.0.0.1:DASHBOARD_PORT"),

@@ -2,7 +2,8 @@
 
 Completes the first-run setup (admin from MB_ADMIN_EMAIL / MB_ADMIN_PASSWORD), logs in, adds Trino as a
 database (engine "starburst": the Starburst/Trino driver Metabase ships since 0.54), asks it to sync, creates the
-questions and the dashboard, and prints the dashboard URL with Metabase's auto-refresh fragment (#refresh=60).
+questions and the dashboard, and prints the dashboard URL with Metabase's auto-refresh fragment (#refresh=N: every N
+seconds, MB_REFRESH_SECONDS, default 10, so each build of the continuous gold service shows within seconds).
 Everything is found by name before anything is created, and a question whose SQL or chart drifted from the
 definition here is put back, so a rerun on a provisioned Metabase creates and changes nothing.
 Written against Metabase v0.56 (docker-compose.yml pins the image).
@@ -25,9 +26,8 @@ DASHBOARD_NAME = "ecomlake: live sales"
 DASHBOARD_DESCRIPTION = ("The last hour from gold: GMV (USD), paid orders and average order value per minute, payment "
                          "attempts and failure rate, cancellations and refunds, GMV by currency and payments by "
                          "method, quarantine by reason; the share of fully paid orders, from silver. The same "
-                         "questions as the embedded stack's live dashboard. Open with #refresh=60 to refresh every "
-                         "minute.")
-REFRESH_SECONDS = 60
+                         "questions as the embedded stack's live dashboard. Open it with the #refresh=N fragment the "
+                         "provisioner prints to have it refresh itself every N seconds.")
 
 
 @dataclass(frozen=True)
@@ -321,7 +321,7 @@ def provision(config: MetabaseConfig, wait_s: float = 0.0) -> Outcome:
         changes.append(f"created dashboard {DASHBOARD_NAME!r}")
     if laid_out:
         changes.append(f"placed {len(QUESTIONS)} questions on the dashboard")
-    url = f"{config.public_url}/dashboard/{dashboard_id}#refresh={REFRESH_SECONDS}"
+    url = f"{config.public_url}/dashboard/{dashboard_id}#refresh={config.refresh_seconds}"
     return Outcome(dashboard_url=url, changes=changes)
 
 
@@ -333,8 +333,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--wait", type=float, default=0.0, metavar="S",
                         help="wait up to S seconds for Metabase to become healthy (default: fail at once)")
     args = parser.parse_args(argv)
-    outcome = provision(MetabaseConfig.from_env(), wait_s=args.wait)
+    config = MetabaseConfig.from_env()
+    outcome = provision(config, wait_s=args.wait)
     for line in outcome.changes or ["already provisioned: nothing changed"]:
         print(line)
-    print(f"dashboard (auto-refresh every {REFRESH_SECONDS}s): {outcome.dashboard_url}")
+    print(f"dashboard (auto-refresh every {config.refresh_seconds}s): {outcome.dashboard_url}")
     return 0

@@ -4,7 +4,8 @@ Spark writes bronze and silver by path, `${LAKEHOUSE_URI}/<schema>/<table>`; Tri
 tables its Hive Metastore knows. This creates the schemas with their lake locations (so the tables dbt creates
 in gold land at `${LAKEHOUSE_URI}/gold/...` too) and registers every table whose Delta log exists with the
 connector's `register_table` procedure. Idempotent: known tables are left alone, tables Spark has not written yet
-are reported and picked up by a later run (Airflow's silver_jobs runs this after every silver run).
+are reported and picked up by a later run: the continuous gold service on the trino target runs it whenever the
+lake's tables changed (pipeline/services.py), and Airflow's silver_jobs after each catch-up run.
 
 Connection: TRINO_HOST, TRINO_PORT, TRINO_USER, TRINO_CATALOG, the variables the dbt profile reads.
 """
@@ -127,6 +128,15 @@ def _wait_for_trino(config: TrinoConfig, wait_s: float):
             time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
 
 
+def register_lake_tables(settings: Settings, config: TrinoConfig, wait_s: float = 0.0) -> Report:
+    """One registration pass on its own connection, waiting up to `wait_s` for Trino to answer."""
+    conn = _wait_for_trino(config, wait_s)
+    try:
+        return register_tables(conn.cursor(), settings, config.catalog)
+    finally:
+        conn.close()
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="ecomlake register-tables",
@@ -135,12 +145,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--wait", type=float, default=0.0, metavar="S",
                         help="wait up to S seconds for Trino to answer (default: fail at once)")
     args = parser.parse_args(argv)
-    settings, config = load(), TrinoConfig.from_env()
-    conn = _wait_for_trino(config, args.wait)
-    try:
-        report = register_tables(conn.cursor(), settings, config.catalog)
-    finally:
-        conn.close()
+    config = TrinoConfig.from_env()
+    report = register_lake_tables(load(), config, args.wait)
     for line in report.lines():
         print(line)
     print(f"{config.catalog}: {len(report.registered) + len(report.already_known)} lake tables registered, "

@@ -20,7 +20,10 @@ from helpers.airflow_venv import (AIRFLOW_VERSION, CONSTRAINTS, DAGS, REPO, REPO
                                   ensure_airflow_venv)
 from pipeline.cli import COMMANDS
 
-DAG_IDS = {"bronze_streams_raw", "silver_jobs", "gold_dbt"}
+DAG_IDS = {"bronze_streams_raw", "silver_jobs", "gold_dbt", "gold_full_refresh", "freshness_checks",
+           "lake_maintenance"}
+# What the compose services run (bronze, silver --continuous, gold --continuous): Airflow must not run it on a clock.
+SERVICE_COMMANDS = {"bronze", "silver", "gold"}
 EMBEDDED_BIN = "/opt/my venv/bin/ecomlake"  # a path with a space: the DAGs must quote it
 VARIANTS = {
     "cluster": {"DBT_TARGET": "trino", "ECOMLAKE_BIN": None, "ECOMLAKE_RETRY_DELAY_SECONDS": None},
@@ -74,9 +77,10 @@ def test_bronze_stream_runs_continuously_one_at_a_time_and_is_restarted(report):
     assert task["retries"] == 2 and task["retry_delay_s"] == 120
 
 
-def test_silver_runs_every_five_minutes_and_updates_the_silver_asset(report):
+def test_silver_runs_only_on_demand_and_updates_the_silver_asset(report):
+    """The compose `silver` service cycles on every bronze commit; a scheduled run would compete for its lock."""
     dag = report["dags"]["silver_jobs"]
-    assert dag["schedule"] == "*/5 * * * *" and dag["timetable"] == "CronTriggerTimetable"
+    assert dag["schedule"] is None and dag["timetable"] == "NullTimetable"
     assert dag["catchup"] is False and dag["max_active_runs"] == 1
     tasks = dag["tasks"]
     assert tasks["silver"]["bash_command"] == "ecomlake silver"
@@ -94,12 +98,51 @@ def test_gold_is_triggered_by_the_silver_asset_and_runs_build_then_freshness(rep
     assert tasks["dbt_source_freshness"]["upstream"] == ["dbt_build"]
 
 
-def test_every_task_retries_twice_times_out_after_ten_minutes_and_logs_every_failed_try(report):
+def test_gold_full_refresh_runs_only_on_demand(report):
+    dag = report["dags"]["gold_full_refresh"]
+    assert dag["schedule"] is None and dag["timetable"] == "NullTimetable" and dag["max_active_runs"] == 1
+    (task,) = dag["tasks"].values()
+    assert task["bash_command"] == "ecomlake gold --full-refresh"
+
+
+def test_silver_freshness_is_checked_every_five_minutes(report):
+    dag = report["dags"]["freshness_checks"]
+    assert dag["schedule"] == "*/5 * * * *" and dag["timetable"] == "CronTriggerTimetable"
+    assert dag["catchup"] is False and dag["max_active_runs"] == 1 and dag["is_paused_upon_creation"] is not True
+    (task,) = dag["tasks"].values()
+    assert task["bash_command"] == "ecomlake freshness"
+
+
+def test_the_lake_is_maintained_nightly_with_an_hour_to_finish(report):
+    dag = report["dags"]["lake_maintenance"]
+    assert dag["schedule"] == "0 3 * * *" and dag["timetable"] == "CronTriggerTimetable"
+    assert dag["catchup"] is False and dag["max_active_runs"] == 1 and dag["is_paused_upon_creation"] is not True
+    (task,) = dag["tasks"].values()
+    assert task["bash_command"] == "ecomlake maintain" and task["execution_timeout_s"] == 3600
+
+
+def test_nothing_the_compose_services_run_is_scheduled_on_a_clock(report):
+    """bronze, silver and gold run as compose services: a DAG running one of them is on demand, follows an asset only
+    an on-demand DAG updates, or starts paused (bronze_streams_raw, the alternative to the `bronze` service)."""
+    on_demand = {dag_id for dag_id, dag in report["dags"].items() if dag["timetable"] == "NullTimetable"}
+    for dag_id, dag in report["dags"].items():
+        subcommands = {task["bash_command"].split()[1] for task in dag["tasks"].values()}
+        if not subcommands & SERVICE_COMMANDS or dag_id in on_demand:
+            continue
+        if dag["timetable"] == "AssetTriggeredTimetable":
+            producers = {other for other, d in report["dags"].items()
+                         for task in d["tasks"].values() if set(task["outlets"]) & set(dag["asset_triggers"])}
+            assert producers and producers <= on_demand, (dag_id, producers)
+        else:
+            assert dag["is_paused_upon_creation"] is True, dag_id
+
+
+def test_every_task_retries_twice_times_out_and_logs_every_failed_try(report):
     for dag_id, dag in report["dags"].items():
         for task_id, task in dag["tasks"].items():
             assert task["retries"] == 2 and task["retry_delay_s"] == 120, (dag_id, task_id)
-            if dag_id != "bronze_streams_raw":
-                assert task["execution_timeout_s"] == 600, (dag_id, task_id)
+            timeout = {"bronze_streams_raw": None, "lake_maintenance": 3600}.get(dag_id, 600)
+            assert task["execution_timeout_s"] == timeout, (dag_id, task_id)
             # the last try calls on_failure_callback, a try that will be retried calls on_retry_callback
             for key, tried, outcome in (("failure_log", "try=3/3", "(no retries left)"),
                                         ("retry_log", "try=1/3", "(will retry)")):

@@ -1,4 +1,6 @@
-"""The three DAGs run for real, with `airflow dags test`, against the embedded stack.
+"""The DAGs that move data run for real, with `airflow dags test`, against the embedded stack: bronze_streams_raw,
+silver_jobs and gold_dbt (the scheduled checks, maintenance and gold's full refresh run commands tested on their own;
+tests/test_airflow_dags.py checks every DAG's schedule).
 
 Airflow 3.3.2 runs in .venv-airflow (tests/helpers/airflow_venv.py) with a private AIRFLOW_HOME and a SQLite
 metadata DB (`airflow db migrate`); the DAG tasks run the `ecomlake` of the venv under test (ECOMLAKE_BIN) with

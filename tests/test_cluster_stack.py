@@ -7,6 +7,7 @@ depends on being right. The compose file is validated against a JSON schema of t
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
@@ -33,12 +34,12 @@ AIRFLOW_IMAGE = "ecomlake-airflow:0.1.0"
 
 # Services that run pipeline commands (the others run Kafka, MinIO, Spark's daemons, or `ecomlake metabase`,
 # which reads only its MB_* variables).
-PIPELINE = {"trino-init", "generator", "bronze", "airflow", "ecomlake"}
+PIPELINE = {"trino-init", "generator", "bronze", "silver", "gold", "airflow", "ecomlake"}
 # Jobs that run to completion and exit: no healthcheck; dependants wait for service_completed_successfully.
 ONE_SHOT = {"kafka-init", "minio-init", "trino-init", "generator", "metabase-provision", "ecomlake"}
 CORE = {"kafka", "kafka-init", "minio", "minio-init", "metastore-db", "hive-metastore", "spark-master",
         "spark-worker", "trino", "trino-init"}
-PROFILES = {"pipeline": {"generator", "bronze"}, "orchestration": {"airflow-db", "airflow"},
+PROFILES = {"pipeline": {"generator", "bronze", "silver", "gold"}, "orchestration": {"airflow-db", "airflow"},
             "bi": {"metabase-db", "metabase", "metabase-provision"}, "tools": {"ecomlake"}}
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
@@ -204,6 +205,54 @@ def test_ecomlake_services_configure_the_cluster_seams_through_the_settings_modu
         if name != "ecomlake":
             assert settings.spark_master == "spark://spark-master:7077", name
         assert env_of(name)["S3_ENDPOINT"] == "http://minio:9000", name
+
+
+def test_silver_and_gold_run_as_continuous_services_on_the_cluster():
+    """Issue #11 on the cluster stack: both layers are long-running services with the cluster's settings."""
+    for name, stage in (("silver", "silver"), ("gold", "gold")):
+        assert SERVICES[name]["command"] == ["ecomlake", stage, "--continuous"], name
+        settings = Settings.from_env(env_of(name))
+        assert settings.dbt_target == "trino" and settings.lakehouse_uri == "s3a://lakehouse", name
+        assert settings.spark_master == "spark://spark-master:7077", name
+        assert SERVICES[name]["restart"] == "unless-stopped", name
+    assert env_of("silver")["SPARK_LOCAL_HOSTNAME"] == SERVICES["silver"]["hostname"] == "silver"
+    assert SERVICES["silver"]["depends_on"]["spark-worker"]["condition"] == "service_healthy"
+    gold_needs = SERVICES["gold"]["depends_on"]
+    assert gold_needs["trino"]["condition"] == "service_healthy"
+    assert gold_needs["trino-init"]["condition"] == "service_completed_successfully"
+
+
+def _dag_files() -> dict[str, tuple[object, bool, set[str]]]:
+    """Per DAG of airflow/dags, read from its source: the `schedule` (a string, "assets" for a list, or None),
+    whether it starts paused, and the ecomlake subcommands its tasks run (`command("silver", ...)`)."""
+    dags = {}
+    for path in sorted((REPO / "airflow" / "dags").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        for dag in (c for c in calls if c.func.id == "DAG"):
+            kwargs = {k.arg: k.value for k in dag.keywords}
+            schedule = kwargs["schedule"]
+            schedule = "assets" if isinstance(schedule, ast.List) else ast.literal_eval(schedule)
+            paused = "is_paused_upon_creation" in kwargs and ast.literal_eval(kwargs["is_paused_upon_creation"])
+            subcommands = {c.args[0].value for c in calls
+                           if c.func.id == "command" and c.args and isinstance(c.args[0], ast.Constant)}
+            dags[ast.literal_eval(kwargs["dag_id"])] = (schedule, paused, subcommands)
+    return dags
+
+
+def test_airflow_does_not_run_silver_or_gold_on_a_clock_beside_their_services():
+    """Two writers of one layer: silver's (or gold's) lock refuses the second, so a scheduled run would fail or
+    knock the service over. What the pipeline services run is on demand in Airflow (or follows an asset), or, for
+    the bronze stream, a DAG that starts paused."""
+    services = {SERVICES[n]["command"][1] for n in PROFILES["pipeline"] if SERVICES[n]["command"][0] == "ecomlake"}
+    assert {"bronze", "silver", "gold"} <= services
+    dags = _dag_files()
+    assert {"silver_jobs", "gold_full_refresh", "freshness_checks", "lake_maintenance"} <= set(dags)
+    for dag_id, (schedule, paused, subcommands) in dags.items():
+        if subcommands & services:
+            assert schedule in (None, "assets") or paused, f"{dag_id} runs {subcommands & services} on {schedule!r}"
+    assert dags["silver_jobs"][0] is None
+    assert dags["freshness_checks"][0] == "*/5 * * * *" and dags["freshness_checks"][2] == {"freshness"}
 
 
 def test_ecomlake_service_env_names_are_ones_the_project_reads():
@@ -574,7 +623,7 @@ def spark_image_services() -> list[str]:
 
 def test_every_command_a_container_starts_is_on_the_path_it_runs_with():
     """Caught the Airflow image whose venv was not on PATH: `airflow standalone` could not start its components."""
-    assert {"airflow", "bronze", "trino-init", "metabase-provision"} <= set(spark_image_services())
+    assert {"airflow", "bronze", "silver", "gold", "trino-init", "metabase-provision"} <= set(spark_image_services())
     for name in spark_image_services():
         stage = image_stage_of(name)
         path, commands = container_path_and_commands(name, stage)

@@ -190,7 +190,7 @@ def test_first_run_sets_up_metabase_adds_trino_and_builds_the_dashboard(metabase
     assert len(cells) == sum(w * h for _, _, w, h in placed.values()), "dashboard cards overlap"
     assert all(c + w <= 24 for c, _, w, _ in placed.values())
 
-    assert outcome.dashboard_url == f"http://localhost:3000/dashboard/{dashboard['id']}#refresh=60"
+    assert outcome.dashboard_url == f"http://localhost:3000/dashboard/{dashboard['id']}#refresh=10"
     assert any("created dashboard" in line for line in outcome.changes)
 
 
@@ -233,7 +233,7 @@ def test_a_question_edited_in_metabase_is_put_back_and_nothing_is_duplicated(met
 def test_waits_for_metabase_to_become_healthy(metabase):
     metabase.health_checks_left = 2
     outcome = provision(config_for(metabase), wait_s=30)
-    assert outcome.dashboard_url.endswith("#refresh=60")
+    assert outcome.dashboard_url.endswith("#refresh=10")
     assert [p for _, p, _, _ in metabase.calls[:3]] == ["/api/health"] * 3
 
 
@@ -269,7 +269,8 @@ def test_cli_prints_the_dashboard_url_with_auto_refresh(metabase):
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert run.returncode == 0, run.stderr
     dashboard_id = metabase.dashboards[0]["id"]
-    assert f"http://localhost:3000/dashboard/{dashboard_id}#refresh=60" in run.stdout
+    assert f"http://localhost:3000/dashboard/{dashboard_id}#refresh=10" in run.stdout
+    assert "auto-refresh every 10s" in run.stdout
 
     again = subprocess.run([sys.executable, "-m", "pipeline.cli", "metabase"], env=env,
                            capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -284,3 +285,15 @@ def test_config_comes_from_the_environment():
     assert (config.admin_email, config.admin_password, config.trino_port) == ("a@b.c", "pw", 8081)
     with pytest.raises(EcomlakeError, match="MB_TRINO_PORT"):
         MetabaseConfig.from_env({"MB_TRINO_PORT": "eighty"})
+
+
+def test_the_dashboard_refreshes_as_often_as_configured(metabase):
+    """Metabase's #refresh= takes seconds (its menu stops at whole minutes); gold lands builds seconds apart, so the
+    default is 10 s and MB_REFRESH_SECONDS changes it."""
+    assert MetabaseConfig.from_env({}).refresh_seconds == 10
+    config = MetabaseConfig.from_env({"MB_URL": metabase.url, "MB_ADMIN_PASSWORD": "Secret-Pass-1",
+                                      "MB_REFRESH_SECONDS": "30"})
+    assert provision(config).dashboard_url.endswith("#refresh=30")
+    for bad in ("0", "ten"):
+        with pytest.raises(EcomlakeError, match=r"^MB_REFRESH_SECONDS="):
+            MetabaseConfig.from_env({"MB_REFRESH_SECONDS": bad})

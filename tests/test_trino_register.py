@@ -15,10 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ecomlake import contract
+from ecomlake import contract, tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings
-from serving.trino_tables import LAKE_TABLES, TrinoConfig, connect, register_tables
+from gold import service as gold_service
+from pipeline import services
+from pipeline.cli import COMMANDS
+from serving.trino_tables import LAKE_TABLES, TrinoConfig, connect, register_tables, trino_location
 
 LAKE = "s3a://lakehouse"
 
@@ -166,6 +169,58 @@ def test_unexpected_trino_error_is_one_clear_line(trino_standin):
     with pytest.raises(EcomlakeError, match=r"registering bronze_raw\.orders_raw failed: register_table procedure "
                                             r"is disabled"):
         run(trino_standin)
+
+
+def test_the_gold_service_on_trino_registers_each_new_lake_table_before_the_build_that_reads_it(
+        trino_standin, tmp_path, monkeypatch):
+    """Silver's tables appear after trino-init ran: the continuous gold service (as `ecomlake gold --continuous`
+    wires it) registers every newly written table before its next build, and asks Trino nothing while the lake's
+    tables stay the same. dbt is replaced by a recorder of what Trino knew when each build ran."""
+    settings = Settings.from_env({"LAKEHOUSE_URI": str(tmp_path / "lake"), "DBT_TARGET": "trino"})
+    monkeypatch.setenv("TRINO_HOST", "127.0.0.1")
+    monkeypatch.setenv("TRINO_PORT", str(trino_standin.config.port))
+    known_at_build: list[set] = []
+
+    def build(settings, **options):
+        known_at_build.append(set(trino_standin.tables))
+        return {"status": "ok", "duration_s": 0.0, "errors": []}
+
+    monkeypatch.setattr(gold_service, "run_gold", build)
+    service = gold_service.continuous_service(settings, services.register_in_trino)
+    service.manifest = "parsed"
+    versions: dict[str, int] = {}
+
+    def commit(*written):
+        for table in written:
+            version = versions[table.qualified] = versions.get(table.qualified, -1) + 1
+            log = tmp_path / "lake" / table.schema / table.name / "_delta_log"
+            log.mkdir(parents=True, exist_ok=True)
+            (log / f"{version:020d}.json").write_text("{}\n")
+            trino_standin.written.add(trino_location(settings, table.uri(settings)))
+
+    first = (tables.ORDERS_RAW, tables.PAYMENTS_RAW, *tables.GOLD_SOURCES)
+    commit(*first)
+    assert service.cycle() is not None
+    assert known_at_build[-1] == {(t.schema, t.name) for t in first}
+
+    commit(tables.ORDER_EVENTS, tables.ORDER_PAYMENTS_ENRICHED)
+    assert service.cycle() is not None
+    assert (tables.ORDER_EVENTS.schema, tables.ORDER_EVENTS.name) in known_at_build[-1]
+
+    asked = len(trino_standin.statements)
+    commit(tables.ORDER_PAYMENTS_ENRICHED)
+    assert service.cycle() is not None and len(known_at_build) == 3
+    assert trino_standin.statements[asked:] == [], "the lake's tables did not change: nothing to register"
+
+
+def test_gold_registers_tables_only_where_it_reads_silver_through_trino():
+    def register(settings):
+        raise AssertionError("DuckDB reads silver by path")
+
+    duckdb = gold_service.continuous_service(Settings.from_env({"DBT_TARGET": "duckdb"}), register)
+    trino = gold_service.continuous_service(Settings.from_env({"DBT_TARGET": "trino"}), register)
+    assert duckdb.on_new_tables is None and trino.on_new_tables is not None
+    assert COMMANDS["gold"][0] == "pipeline.services:gold_main"
 
 
 def test_trino_connection_settings_come_from_the_dbt_profile_variables():

@@ -47,10 +47,12 @@ DBT_TARGET = os.environ.get("DBT_TARGET", "").strip() or "duckdb"
 
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TASK_TIMEOUT = timedelta(minutes=10)
+# OPTIMIZE and VACUUM of every table read and rewrite whole tables: a day's small files take longer than a run.
+MAINTENANCE_TIMEOUT = timedelta(hours=1)
 RETRIES = 2
 RETRY_DELAY = _retry_delay()
 
-# Updated by silver_jobs after every successful silver run (and table registration); gold_dbt is scheduled on it.
+# Updated by silver_jobs after every successful catch-up run (and table registration); gold_dbt is scheduled on it.
 SILVER_ASSET = Asset(name="ecomlake_silver", uri="s3://lakehouse/silver")
 
 

@@ -1,4 +1,8 @@
-"""gold_dbt: whenever silver has new data (the silver asset), dbt build of gold, then dbt source freshness.
+"""gold_dbt: after a silver catch-up in Airflow (the silver asset), dbt build of gold, then dbt source freshness.
+
+On the cluster stack gold runs as the compose `gold` service, a build on every silver commit. This DAG completes
+an Airflow catch-up instead (silver_jobs), for which the `silver` and `gold` services are stopped: gold's lock
+admits one builder, and the build's data tests compare gold with silver, which must hold still meanwhile.
 
 `ecomlake gold` runs `dbt build` (models, seeds, tests) on the DBT_TARGET engine: Trino on the cluster stack,
 DuckDB (gold in ${LAKEHOUSE_URI}/warehouse.duckdb) on the embedded one; `ecomlake freshness` then checks how old
@@ -13,7 +17,7 @@ from ecomlake_common import DEFAULT_ARGS, EcomlakeCommand, SILVER_ASSET, START_D
 
 with DAG(
     dag_id="gold_dbt",
-    description="dbt build of gold, then source freshness, on every silver update",
+    description="dbt build of gold, then source freshness, after a silver catch-up (the silver asset)",
     schedule=[SILVER_ASSET],
     start_date=START_DATE,
     catchup=False,

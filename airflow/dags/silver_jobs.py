@@ -1,4 +1,10 @@
-"""silver_jobs: every 5 minutes, the incremental silver jobs, then the Trino table registration.
+"""silver_jobs: on demand, a silver catch-up or backfill, then the Trino table registration.
+
+On the cluster stack silver runs as the compose `silver` service, a cycle on every bronze commit, so nothing here
+is scheduled. Trigger this DAG for a catch-up or backfill in Airflow (after deleting silver to rebuild it from
+bronze, say) with the services stopped (`docker compose stop silver gold`; gold_dbt then follows on the silver
+asset), and start them again afterwards: run silver either here or as the service, never both. Silver's lock
+admits one writer, so the second one fails (this task, or the service, which Docker then restarts).
 
 `ecomlake silver` processes the bronze rows that arrived since its last run (orders_clean, payments_clean,
 order_payments_enriched, quarantine); `ecomlake register-tables` makes any table written for the first time
@@ -17,13 +23,13 @@ from ecomlake_common import (DEFAULT_ARGS, EcomlakeCommand, SILVER_ASSET, START_
 
 with DAG(
     dag_id="silver_jobs",
-    description="Incremental silver jobs every 5 minutes; updates the silver asset",
-    schedule="*/5 * * * *",
+    description="On demand: silver catch-up or backfill (with the silver service stopped); updates the silver asset",
+    schedule=None,
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["ecomlake", "silver"],
+    tags=["ecomlake", "silver", "on-demand"],
     doc_md=__doc__,
 ):
     silver = EcomlakeCommand(task_id="silver", bash_command=command("silver"))
