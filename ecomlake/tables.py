@@ -148,4 +148,4 @@ def with_incarnation(rows):
 
     if "incarnation" not in rows.columns:
         return rows.withColumn("incarnation", F.lit(0))
-    return rows.withColumn("incarnation", F.coalesce(F.col("incarnation"), F.lit(0)))
+    return rows.withColumn("incarnation", F.expr("coalesce(incarnation, 0)"))

@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from ecomlake import tables
+from ecomlake.projection import project, quoted, string_literal, timestamp_literal
 from ecomlake.tables import ddl_columns as columns
 from ecomlake.tables import with_incarnation
 
@@ -134,12 +135,12 @@ def first_reason(rules: Sequence[tuple[Column, str]]) -> Column:
 # --- row handling -----------------------------------------------------------------------------------------------
 def quarantine_rows(rejected: DataFrame, source_table: str, quarantined_ts: datetime) -> DataFrame:
     """Rejected bronze rows (with `reason`) as silver.quarantine rows: raw payload, coordinates, reason."""
-    return rejected.select(
-        *RAW_COLUMNS,
-        "reason",
-        F.lit(quarantined_ts).cast("timestamp").alias("quarantined_ts"),
-        F.lit(source_table).alias("source_table"),
-    ).select(*columns(QUARANTINE_DDL))
+    values = {
+        **{c: quoted(c) for c in (*RAW_COLUMNS, "reason")},
+        "quarantined_ts": f"{timestamp_literal(quarantined_ts)} AS quarantined_ts",
+        "source_table": f"{string_literal(source_table)} AS source_table",
+    }
+    return project(rejected, [values[c] for c in columns(QUARANTINE_DDL)])
 
 
 def dedupe(events: DataFrame) -> DataFrame:
@@ -151,7 +152,7 @@ def dedupe(events: DataFrame) -> DataFrame:
 def content(events: DataFrame) -> Column:
     """A digest of an event's own fields, not of where or when it arrived: equal for a redelivered copy."""
     fields = sorted(c for c in events.columns if c not in LINEAGE and c != "event_date")
-    return F.sha2(F.to_json(F.struct(*fields)), 256)
+    return F.expr(f"sha2(to_json(struct({', '.join(map(quoted, fields))})), 256)")
 
 
 def conflicting(events: DataFrame, kept: DataFrame) -> DataFrame:
@@ -161,10 +162,8 @@ def conflicting(events: DataFrame, kept: DataFrame) -> DataFrame:
         *[F.col(c).alias(f"_kept_{c}") for c in QUARANTINE_KEYS],
     )
     joined = events.withColumn("_content", content(events)).join(winner, "event_id")
-    same_copy = F.lit(True)
-    for c in QUARANTINE_KEYS:
-        same_copy = same_copy & (F.col(c) == F.col(f"_kept_{c}"))
-    return joined.filter(~same_copy & (F.col("_content") != F.col("_kept_content"))).select(*events.columns)
+    same_copy = " AND ".join(f"{quoted(c)} = {quoted('_kept_' + c)}" for c in QUARANTINE_KEYS)
+    return project(joined.filter(f"NOT ({same_copy}) AND _content != _kept_content"), map(quoted, events.columns))
 
 
 def stored_events(lake: "LakeEngine", uri: str, events: DataFrame, version: int | None = None) -> DataFrame | None:
@@ -178,15 +177,12 @@ def stored_events(lake: "LakeEngine", uri: str, events: DataFrame, version: int 
 
 def changed_only(fresh: DataFrame, existing: DataFrame, keys: Sequence[str], compared: Sequence[str]) -> DataFrame:
     """Rows of `fresh` that are new or differ from `existing` (same keys) in any of `compared` (NULL-safe)."""
-    old = existing.select(*keys, *[F.col(c).alias(f"_old_{c}") for c in compared if c not in keys]).withColumn(
-        "_old_exists", F.lit(True)
-    )
+    values = [c for c in compared if c not in keys]
+    old = project(existing, [*map(quoted, keys), *(f"{quoted(c)} AS {quoted('_old_' + c)}" for c in values),
+                             "true AS _old_exists"])
     joined = fresh.join(old, list(keys), "left")
-    same = F.lit(True)
-    for c in compared:
-        if c not in keys:
-            same = same & F.col(c).eqNullSafe(F.col(f"_old_{c}"))
-    return joined.filter(F.col("_old_exists").isNull() | ~same).select(*fresh.columns)
+    same = " AND ".join(f"{quoted(c)} <=> {quoted('_old_' + c)}" for c in values) or "true"
+    return project(joined.filter(f"_old_exists IS NULL OR NOT ({same})"), map(quoted, fresh.columns))
 
 
 @dataclass

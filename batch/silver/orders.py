@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
+from ecomlake.projection import project, quoted
 from ecomlake.settings import Settings
 from ecomlake.contract import (
     BRONZE_ORDERS,
@@ -90,12 +91,11 @@ def classify(bronze: DataFrame, max_ahead_s: int = Settings.event_ts_max_ahead_s
 
 def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(valid order events with typed columns and lineage, rejected bronze rows with their reason)."""
-    valid = classified.filter(F.col("reason").isNull()).select(
-        *[F.col(f"_doc.{c}").alias(c) for c in ORDER_REQUIRED if c != "event_ts"],
-        F.col("_event_ts").alias("event_ts"),
-        *common.LINEAGE,
-    ).select(*EVENT_COLUMNS)
-    rejected = classified.filter(F.col("reason").isNotNull()).select(*common.RAW_COLUMNS, "reason")
+    typed = {c: f"_doc.{quoted(c)} AS {quoted(c)}" for c in ORDER_REQUIRED if c != "event_ts"}
+    valid = project(classified.filter("reason IS NULL"), [
+        "_event_ts AS event_ts" if c == "event_ts" else typed.get(c, quoted(c)) for c in EVENT_COLUMNS
+    ])
+    rejected = project(classified.filter("reason IS NOT NULL"), map(quoted, (*common.RAW_COLUMNS, "reason")))
     return valid, rejected
 
 
@@ -119,7 +119,8 @@ def fold(history: DataFrame) -> DataFrame:
 
 
 def with_event_date(events: DataFrame) -> DataFrame:
-    return events.withColumn("event_date", F.to_date("event_ts")).select(*EVENT_TABLE_COLUMNS)
+    return project(events, ["to_date(event_ts) AS event_date" if c == "event_date" else quoted(c)
+                            for c in EVENT_TABLE_COLUMNS])
 
 
 # --- the job ------------------------------------------------------------------------------------------------------

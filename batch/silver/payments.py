@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
+from ecomlake.projection import project, quoted
 from ecomlake.settings import Settings
 from ecomlake.contract import (
     BRONZE_PAYMENTS,
@@ -92,21 +93,15 @@ def classify(bronze: DataFrame, max_ahead_s: int = Settings.event_ts_max_ahead_s
 
 def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(valid payments as payments_clean rows, rejected bronze rows with their reason)."""
-    d = lambda name: F.col(f"_doc.{name}")  # noqa: E731
-    valid = classified.filter(F.col("reason").isNull()).select(
-        F.col("_event_id").alias("event_id"),
-        d("payment_id").alias("payment_id"),
-        d("order_id").alias("order_id"),
-        (d("amount_cents").cast("decimal(20,0)") / 100).cast(MONEY_TYPE).alias("amount"),
-        d("amount_cents").alias("amount_cents"),
-        d("currency").alias("currency"),
-        d("status").alias("status"),
-        d("method").alias("method"),
-        F.col("_event_ts").alias("event_ts"),
-        F.to_date("_event_ts").alias("event_date"),
-        *common.LINEAGE,
-    ).select(*CLEAN_COLUMNS)
-    rejected = classified.filter(F.col("reason").isNotNull()).select(*common.RAW_COLUMNS, "reason")
+    values = {
+        "event_id": "_event_id AS event_id",
+        "amount": f"CAST(CAST(_doc.amount_cents AS decimal(20,0)) / 100 AS {MONEY_TYPE}) AS amount",
+        "event_ts": "_event_ts AS event_ts",
+        "event_date": "to_date(_event_ts) AS event_date",
+        **{c: f"_doc.{c} AS {c}" for c in ("payment_id", "order_id", "amount_cents", "currency", "status", "method")},
+    }
+    valid = project(classified.filter("reason IS NULL"), [values.get(c, quoted(c)) for c in CLEAN_COLUMNS])
+    rejected = project(classified.filter("reason IS NOT NULL"), map(quoted, (*common.RAW_COLUMNS, "reason")))
     return valid, rejected
 
 

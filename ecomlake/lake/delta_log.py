@@ -120,8 +120,9 @@ def read_files(spark: "SparkSession", table_uri: str, schema: "StructType", part
                adds: list[dict]) -> "DataFrame":
     """The rows of the given data files as a DataFrame with exactly `schema`. Partition values come from the
     log (not from directory names), so any value round-trips with its Delta type."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructType
+    from pyspark.sql.types import StructType
+
+    from ecomlake.projection import project, quoted, string_literal
 
     partition_columns = list(partition_columns)
     if not adds:
@@ -129,19 +130,19 @@ def read_files(spark: "SparkSession", table_uri: str, schema: "StructType", part
     data_schema = StructType([f for f in schema.fields if f.name not in partition_columns])
     paths = [file_uri(table_uri, a["path"]) for a in adds]
     df = spark.read.schema(data_schema).parquet(*paths)
-    if partition_columns:
-        # A literal file name -> value map per partition column: no join (and no broadcast job) per read.
-        names = [posixpath.basename(p) for p in paths]
-        file_name = F.col("_metadata.file_name")
-        df = df.select("*", *[
-            F.create_map(*[
-                item for name, a in zip(names, adds)
-                for item in (F.lit(name), F.lit(a.get("partitionValues", {}).get(c)).cast(StringType()))
-            ])[file_name].alias(c)
-            for c in partition_columns
-        ])
-    return df.select(*[
-        F.col(f.name).cast(f.dataType).alias(f.name) if f.name in partition_columns else F.col(f.name)
+    if not partition_columns:
+        return df
+
+    def partition_value(column: str) -> str:
+        """A literal file name -> value map (no join, and no broadcast job, per read), cast to the column's type."""
+        pairs = ", ".join(
+            f"{string_literal(posixpath.basename(path))}, {string_literal(a.get('partitionValues', {}).get(column))}"
+            for path, a in zip(paths, adds)
+        )
+        return f"CAST(map({pairs})[_metadata.file_name] AS {schema[column].dataType.simpleString()})"
+
+    return project(df, [
+        f"{partition_value(f.name)} AS {quoted(f.name)}" if f.name in partition_columns else quoted(f.name)
         for f in schema.fields
     ])
 
