@@ -33,6 +33,7 @@ from ecomlake.settings import RunDefaults, Settings, load
 from ecomlake.tables import LAKE_TABLES, ORDERS_RAW, PAYMENTS_RAW
 from pipeline.latency import LatencyProbe
 from serving import queries
+from streaming.bronze import DEFAULT_TRIGGER_S
 
 # The questions from trino/queries a user would ask next, and how many rows of each the summary shows.
 TOP_QUERIES = {"recent_sales": 5, "busiest_minutes": 3, "total_gmv": 1}
@@ -260,7 +261,7 @@ def _set_aside_earlier_lake(settings: Settings) -> None:
 
 
 def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str = "steady", seed: int = 7,
-             interval: float = 0.2, trigger: float = 1.0, live: bool = True, dashboard: bool = False) -> dict:
+             interval: float = 0.2, trigger: float = DEFAULT_TRIGGER_S, live: bool = True, dashboard: bool = False) -> dict:
     """Run the pipeline; returns the summary (also written to <lakehouse>/demo/summary.json). With dashboard=True
     the live dashboard serves the lake while the demo runs."""
     from contextlib import nullcontext
@@ -450,7 +451,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--interval", type=positive_float, default=defaults.demo_interval,
                         help="how often silver and gold look for new commits, in seconds (env DEMO_INTERVAL, "
                         "default %(default)s)")
-    parser.add_argument("--trigger", type=positive_float, default=1.0, help="bronze micro-batch trigger in seconds")
+    parser.add_argument("--trigger", type=positive_float, default=DEFAULT_TRIGGER_S,
+                        help=f"bronze micro-batch trigger in seconds (default {DEFAULT_TRIGGER_S:g}: on 2 cores a shorter "
+                             "one takes the CPU silver needs, and the end-to-end latency grows)")
     parser.add_argument("--no-live", action="store_true", help="no live status view (for logs and CI)")
     parser.add_argument("--no-dashboard", action="store_true",
                         help="do not serve the live dashboard (default: on 127.0.0.1:DASHBOARD_PORT)")
