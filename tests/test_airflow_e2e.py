@@ -1,6 +1,5 @@
-"""The DAGs that move data run for real, with `airflow dags test`, against the embedded stack: bronze_streams_raw,
-silver_jobs and gold_dbt (the scheduled checks, maintenance and gold's full refresh run commands tested on their own;
-tests/test_airflow_dags.py checks every DAG's schedule).
+"""Every DAG runs for real, with `airflow dags test`, against the embedded stack (tests/test_airflow_dags.py checks
+their schedules).
 
 Airflow 3.3.2 runs in .venv-airflow (tests/helpers/airflow_venv.py) with a private AIRFLOW_HOME and a SQLite
 metadata DB (`airflow db migrate`); the DAG tasks run the `ecomlake` of the venv under test (ECOMLAKE_BIN) with
@@ -15,6 +14,8 @@ then, in the order the stack runs them:
 - silver_jobs: silver from that bronze; its last task updates the asset ecomlake_silver (an asset event in
   Airflow's DB, and gold_dbt queued on it, as the scheduler would see).
 - gold_dbt (dbt build on DuckDB, then dbt source freshness) on that silver: gold equals the generator's manifest.
+- the DAGs Airflow keeps beside the continuous services: freshness_checks passes, gold_full_refresh rebuilds gold to
+  the same figures, lake_maintenance compacts and vacuums every table without changing a silver row count.
 - silver_jobs again with LAKEHOUSE_URI a regular file, retry delay 1 s (ECOMLAKE_RETRY_DELAY_SECONDS): the task
   fails three times, each try logging the command's own `ecomlake silver: error: ...` line and the DAG's one-line
   `ecomlake task FAILED ...`, and the asset is not updated.
@@ -282,6 +283,10 @@ class Results:
     asset_events: list[tuple]
     queued: list[tuple]
     asset_events_after_failure: int
+    # The DAGs Airflow keeps beside the continuous services, run on the lake the ones above built.
+    scheduled: dict[str, Run] = field(default_factory=dict)
+    silver_rows_after_maintenance: dict[str, int] = field(default_factory=dict)
+    gold_rows_after_full_refresh: tuple = ()
 
 
 @pytest.fixture(scope="module")
@@ -329,6 +334,15 @@ def results(tmp_path_factory, request) -> Results:
         gold.extra["run_id"] = stack.last_run_id("gold_dbt")
         gold_rows = _gold(stack)
 
+        scheduled = {}
+        for dag_id in ("freshness_checks", "gold_full_refresh", "lake_maintenance"):
+            scheduled[dag_id] = stack.dags_test(dag_id)
+            scheduled[dag_id].extra["run_id"] = stack.last_run_id(dag_id)
+            stack.timings[dag_id] = scheduled[dag_id].seconds
+            if dag_id == "gold_full_refresh":
+                gold_rows_after_full_refresh = _gold(stack)
+        silver_rows_after_maintenance = {t: stack.rows("silver", t) for t in silver_rows}
+
         not_a_directory = root / "lakehouse-is-a-file"
         not_a_directory.write_text("not a lakehouse\n")
         failing = stack.dags_test("silver_jobs", timeout=300.0, LAKEHOUSE_URI=str(not_a_directory),
@@ -341,7 +355,8 @@ def results(tmp_path_factory, request) -> Results:
     stack.timings["total"] = time.monotonic() - began
     _say(request, "airflow e2e timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in stack.timings.items()))
     return Results(stack, manifest, migrate, bronze, silver, gold, failing, failing_run_id, silver_rows,
-                   gold_rows, asset_events, queued, asset_events_after_failure)
+                   gold_rows, asset_events, queued, asset_events_after_failure, scheduled,
+                   silver_rows_after_maintenance, gold_rows_after_full_refresh)
 
 
 def _say(request, line: str) -> None:
@@ -426,6 +441,28 @@ def test_gold_dag_builds_gold_then_checks_freshness(results):
     assert Decimal(gmv).quantize(cents) == Decimal(expected["gmv_usd_exact"]).quantize(cents)
     assert paid == expected["fully_paid_orders"]
     assert "freshness: PASS" in gold.log, gold.output()
+
+
+def test_freshness_checks_dag_passes_on_fresh_silver(results):
+    run, stack = results.scheduled["freshness_checks"], results.stack
+    assert run.returncode == 0, run.output()
+    assert stack.task_state("freshness_checks", "dbt_source_freshness", run.extra["run_id"]) == ("success", 1)
+    assert "freshness: PASS" in run.log, run.output()
+
+
+def test_gold_full_refresh_dag_rebuilds_gold_to_the_same_figures(results):
+    run, stack = results.scheduled["gold_full_refresh"], results.stack
+    assert run.returncode == 0, run.output()
+    assert stack.task_state("gold_full_refresh", "dbt_full_refresh", run.extra["run_id"]) == ("success", 1)
+    assert results.gold_rows_after_full_refresh == results.gold_rows, run.output()
+
+
+def test_lake_maintenance_dag_compacts_without_changing_a_row(results):
+    run, stack = results.scheduled["lake_maintenance"], results.stack
+    assert run.returncode == 0, run.output()
+    assert stack.task_state("lake_maintenance", "maintain", run.extra["run_id"]) == ("success", 1)
+    assert "silver.orders_clean: compacted" in run.log, run.output()
+    assert results.silver_rows_after_maintenance == results.silver_rows
 
 
 def test_a_failing_task_retries_and_logs_one_clear_line_per_try(results):
