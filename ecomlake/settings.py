@@ -117,6 +117,7 @@ class Settings:
     dbt_target: str = "duckdb"
     event_ts_max_ahead_s: int = 86400
     dashboard_port: int = 8050
+    silver_compact_every: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -137,6 +138,7 @@ class Settings:
             dbt_target=_choice(env, "DBT_TARGET", "duckdb", DBT_TARGETS),
             event_ts_max_ahead_s=_int(env, "EVENT_TS_MAX_AHEAD_SECONDS", 86400, minimum=0),
             dashboard_port=_port(env, "DASHBOARD_PORT", 8050),
+            silver_compact_every=_int(env, "SILVER_COMPACT_EVERY", 5, minimum=0),
         )
 
     def __post_init__(self) -> None:
@@ -162,6 +164,7 @@ class Settings:
             "DBT_TARGET": self.dbt_target,
             "EVENT_TS_MAX_AHEAD_SECONDS": str(self.event_ts_max_ahead_s),
             "DASHBOARD_PORT": str(self.dashboard_port),
+            "SILVER_COMPACT_EVERY": str(self.silver_compact_every),
         }
         if self.spark_extra_jars:
             env["SPARK_EXTRA_JARS"] = self.spark_extra_jars

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 
 import duckdb
+import pyarrow as pa
 from deltalake import DeltaTable
 
 from batch.silver.jobs import run_silver
@@ -121,3 +122,32 @@ def test_silver_continuous_command_cycles_on_new_bronze_and_stops_cleanly_on_sig
     assert proc.returncode == 0, "".join(lines) + rest
     assert "stopped after 1 cycles" in rest and "Traceback" not in "".join(lines) + rest
     assert DeltaTable(tables.ORDER_PAYMENTS_ENRICHED.uri(settings)).to_pyarrow_table().num_rows == 2
+
+
+def test_silver_service_compacts_every_nth_cycle_and_reads_no_row_twice(spark, settings, tmp_path):
+    """SILVER_COMPACT_EVERY=2: the second cycle leaves one file per table partition; the third reads only its own
+    bronze rows and recomputes only the orders they touch (a compaction is no data change), and silver equals what
+    the batch command builds from the same bronze."""
+    compacting = dataclasses.replace(settings, silver_compact_every=2)
+    batches = [*BATCHES, ([Msg(order("o4", total_amount=3, at=later(130)), 3)],
+                          [Msg(payment("o4", 300, at=later(131)), 4)])]
+    figures = []
+    silver = SilverService(spark, compacting, on_cycle=lambda cycle, by_job: figures.append(by_job))
+    cycles = []
+    for i, (orders, payments) in enumerate(batches):
+        append(spark, compacting, orders, payments, i)
+        cycles.append(silver.cycle())
+        if i == 1:
+            for table in tables.in_layer("silver"):
+                files = pa.table(DeltaTable(table.uri(compacting)).get_add_actions(flatten=True)).to_pylist()
+                partitions = {f.get("partition.event_date") for f in files}
+                assert len(files) == len(partitions), (table.name, files)
+    assert [c.compacted for c in cycles] == [False, True, False]
+    assert [c.rows_read for c in cycles] == [3, 4, 2]
+    assert figures[-1]["enrich"]["read"] == 1, "only o4 is recomputed after the compaction"
+
+    batch = dataclasses.replace(settings, lakehouse_uri=str(tmp_path / "batch-lake"), run_dir=str(tmp_path / "run-b"))
+    for i, (orders, payments) in enumerate(batches):
+        append(spark, batch, orders, payments, i)
+    run_silver(spark, batch)
+    assert silver_rows(compacting) == silver_rows(batch)

@@ -6,7 +6,9 @@ silver follows bronze by one cycle instead of by a schedule. Each cycle is the s
 `ecomlake silver` (the jobs in batch/silver/jobs.py), so stopping the service at any moment, or killing it, leaves
 silver exactly as a crashed batch run would: the next cycle completes it.
 
-Every cycle reports its seconds, the Spark jobs it ran (a job group per cycle) and the rows it read.
+Every cycle reports its seconds, the Spark jobs it ran (a job group per cycle) and the rows it read. Every
+SILVER_COMPACT_EVERY-th cycle (default 5) also compacts the silver tables, under silver's lock, so that the files
+each cycle adds do not make every later cycle slower (see jobs.compact_silver).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class SilverCycle:
     rows_read: int
     rows_written: int
     bronze_versions: tuple
+    compacted: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -72,9 +75,11 @@ class SilverService:
         group = f"silver-cycle-{id(self)}-{number}"
         context = self.spark.sparkContext
         context.setJobGroup(group, f"silver cycle {number}")
+        every = self.settings.silver_compact_every
+        compact = bool(every) and number % every == 0
         started = time.perf_counter()
         try:
-            figures = run_silver(self.spark, self.settings, lake=self.lake)
+            figures = run_silver(self.spark, self.settings, lake=self.lake, compact=compact)
         finally:
             context.setLocalProperty("spark.jobGroup.id", None)
         seconds = time.perf_counter() - started
@@ -85,7 +90,7 @@ class SilverService:
         if not read and not written:  # the commits seen were taken by the previous cycle already
             return None
         self.rows_read += read
-        done = SilverCycle(number, time.time(), round(seconds, 3), jobs, read, written, versions)
+        done = SilverCycle(number, time.time(), round(seconds, 3), jobs, read, written, versions, compact)
         self.cycles.append(done)
         if self.on_cycle:
             self.on_cycle(done, figures)
@@ -102,9 +107,9 @@ def serve(spark: "SparkSession", settings: "Settings") -> int:
     import signal
 
     def report(cycle: SilverCycle, figures: dict) -> None:
-        log.info("cycle %d: %.2fs, %d Spark jobs, read %d bronze rows, wrote %d (bronze v%s)", cycle.number,
+        log.info("cycle %d: %.2fs, %d Spark jobs, read %d bronze rows, wrote %d (bronze v%s)%s", cycle.number,
                  cycle.seconds, cycle.spark_jobs, cycle.rows_read, cycle.rows_written,
-                 "/v".join(str(v) for v in cycle.bronze_versions))
+                 "/v".join(str(v) for v in cycle.bronze_versions), ", then compacted silver" if cycle.compacted else "")
 
     service = SilverService(spark, settings, on_cycle=report)
 
