@@ -259,3 +259,36 @@ def test_dashboard_questions_answer_the_same_on_trino_and_duckdb(second):
         assert trino_rows == duck_rows, name
     kpis = duck["kpis_last_60min"]["rows"][0]
     assert kpis[0] > 0 and kpis[3] > 0  # GMV and payment attempts in the window: the comparison saw data
+
+
+def test_gold_service_on_trino_registers_tables_then_builds_each_silver_commit(second):
+    """`ecomlake gold --continuous` on the trino target, as the compose `gold` service runs it (pipeline/services.py):
+    the Trino registration runs before its first build and not again while the lake's tables stay the same; the
+    build from its parsed project follows the next silver commit only, and gold on Trino then equals gold on DuckDB
+    with the new order in its minute. Last in the module: it moves the lake on."""
+    from gold.service import continuous_service
+    from pipeline.services import register_in_trino
+
+    stack, orders, payments, *_ = second
+    registrations = []
+
+    def register(settings: Settings) -> None:
+        registrations.append(settings.dbt_target)
+        register_in_trino(settings)
+
+    with gold._environ(stack.trino_env):
+        service = continuous_service(stack.trino, register)
+        first_build = service.cycle()
+        assert first_build is not None and first_build.status == "ok"
+        assert service.cycle() is None, "no silver commit, no build"
+        orders = orders + [Order("service", NOW - timedelta(minutes=2), "USD", Decimal("42.00"))]
+        payments = payments + [Payment("service", Decimal("42.00"), NOW - timedelta(minutes=1))]
+        stack.lake.write(orders, payments, now=NOW + timedelta(seconds=30))
+        second_build = service.cycle()
+    assert second_build is not None and second_build.status == "ok"
+    assert registrations == ["trino"], "registered once: the lake's tables did not change"
+    stack.build(stack.duckdb)
+    trino, duckdb_facts = paid(stack.trino_facts()), paid(stack.duckdb_facts())
+    assert trino == duckdb_facts
+    minute = minute_of(NOW - timedelta(minutes=2))
+    assert trino[minute][0] >= Decimal("42.00"), trino.get(minute)
