@@ -124,11 +124,13 @@ def builder_config(settings: Settings) -> dict[str, str]:
         # large data, a fixed cost per cycle on a local master's small increments (a silver cycle of 3,000 bronze
         # rows: 20.9 s -> 9.9 s with it off, under the same load).
         "spark.sql.adaptive.enabled": "false" if settings.spark_master.startswith("local") else "true",
-        # Silver caches each cycle's increment for the few actions of that cycle: compressing the cached batches
-        # cost a quarter of the JVM's CPU in a 1,000 events/s run, to save memory that is freed seconds later.
+        # Silver caches each cycle's increment for the few actions of that cycle: building the cached batches took
+        # about a quarter of the JVM's CPU in a 1,000 events/s run (JFR); uncompressed they are cheaper to build,
+        # and they are freed seconds later.
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
-        # Every cycle plans the same queries again; with Spark's default of 100 compiled classes a cycle's ~30
-        # queries evicted each other's and Janino compiled them anew every cycle.
+        # Every cycle plans the same ~30 queries again, which generate more classes than Spark's default cache of
+        # 100 holds; a larger one lets a cycle reuse the last cycle's (Janino and class loading were ~13% of the
+        # JVM's CPU in that run).
         "spark.sql.codegen.cache.maxEntries": "2000",
     }
     if settings.spark_master.startswith("local") or master_on_loopback(settings.spark_master):
