@@ -40,7 +40,3 @@ def project(df: "DataFrame", expressions: Iterable[str]) -> "DataFrame":
     from pyspark.sql import functions as F
 
     return df.select(F.expr(f"struct({', '.join(expressions)}) AS __projected")).select("__projected.*")
-
-
-def columns(names: Iterable[str]) -> list[str]:
-    return [quoted(n) for n in names]
