@@ -33,7 +33,7 @@ from ecomlake.arguments import positive_float, positive_int
 from ecomlake import contract
 from ecomlake.errors import EcomlakeError
 from ecomlake.locks import check_lake, single_writer
-from ecomlake.settings import Settings, load
+from ecomlake.settings import Settings, debug_enabled, load
 from streaming import checkpoint_log
 from streaming.kafka_client import BrokerView, records_at
 from streaming.offsets import flatten, lost_data
@@ -205,6 +205,37 @@ class QueryStats:
     last_lag: int | None = None
 
 
+class BatchFailed(Exception):
+    """A micro-batch's write failed; its message is batch_failure's one line."""
+
+
+# Spark (4.0) tells a query stopped mid-batch from a failed one by matching this text followed by
+# `(.|\r\n|\r|\n)*` and the exception's class against the message of the foreachBatch function's error. That
+# pattern recurses once per character: a Py4JJavaError's text, with the JVM stack trace in it, overflowed the
+# stream thread's stack, and the JVM printed a thousand lines of regex frames before our one-line error.
+_SOURCE_ERROR = re.compile(r"KafkaSourceError: (.+)")
+_ECOMLAKE_ERROR = re.compile(r"EcomlakeError: (.+)")
+_PY4J_ERROR = "py4j.protocol.Py4JJavaError: An error occurred while calling"
+_INTERRUPTIONS = ("java.lang.InterruptedException", "java.nio.channels.ClosedByInterruptException",
+                  "java.io.InterruptedIOException", "java.io.UncheckedIOException")
+
+
+def batch_failure(err: Exception) -> str:
+    """A one-line text for a failed batch that keeps what the query's caller reads back (_raise_failure's causes)
+    and, for an interrupted batch, the form by which Spark recognises a stop."""
+    text = f"EcomlakeError: {err}" if isinstance(err, EcomlakeError) else str(err)
+    for cause in (_SOURCE_ERROR, _ECOMLAKE_ERROR):
+        found = cause.search(text)
+        if found:
+            return found.group(0)
+    interruption = next((name for name in _INTERRUPTIONS if name in text), None)
+    if interruption:
+        return f"{_PY4J_ERROR} append_batch\n: {interruption}"
+    # A Py4JJavaError reads "An error occurred while calling oN.method.\n: <the JVM's exception>\n\tat ...".
+    lines = text.split("\n: ", 1)[-1].strip().splitlines()
+    return lines[0][:500] if lines else type(err).__name__
+
+
 @dataclass
 class BatchWriter:
     """foreachBatch sink: one idempotent Delta append per micro-batch, one log line per batch."""
@@ -225,7 +256,12 @@ class BatchWriter:
 
     def __call__(self, df: "DataFrame", batch_id: int) -> None:
         started = time.monotonic()
-        wrote = self.engine.append_batch(df, self.bronze.uri, self.app_id(), batch_id)
+        try:
+            wrote = self.engine.append_batch(df, self.bronze.uri, self.app_id(), batch_id)
+        except Exception as err:
+            if debug_enabled():
+                log.exception("%s batch %d failed", self.bronze.table, batch_id)
+            raise BatchFailed(batch_failure(err)) from None
         elapsed = time.monotonic() - started
         rows, processed = self._batch_range(batch_id)
         lag = self.monitor.lag(processed)
@@ -514,9 +550,6 @@ def _caught_up(bronze: BronzeTable, target: dict[tuple[str, int], int], monitor:
     return all(done[tp] >= end for tp, end in target.items())
 
 
-_SOURCE_ERROR = re.compile(r"KafkaSourceError: (.+)")
-
-
 def _raise_failure(query: "StreamingQuery", bronze: BronzeTable) -> None:
     error = query.exception()
     if error is None:
@@ -525,7 +558,7 @@ def _raise_failure(query: "StreamingQuery", bronze: BronzeTable) -> None:
     found = _SOURCE_ERROR.search(text)
     if found:
         raise EcomlakeError(found.group(1).strip())
-    found = re.search(r"EcomlakeError: (.+)", text)
+    found = _ECOMLAKE_ERROR.search(text)
     if found:
         raise EcomlakeError(found.group(1).strip())
     raise error

@@ -199,3 +199,36 @@ def test_exactly_once_across_sigkill_and_restart(stack, tmp_path, request):
     for table in sent:
         assert_exactly(settings, table, sent[table])
         assert len(bronze_rows(settings, table)) == 400
+
+
+def _spark_sees_a_stop(spark, message: str) -> bool:
+    """Spark's own test of a foreachBatch function's error: was the batch interrupted by a stop?"""
+    jvm = spark.sparkContext._jvm
+    streaming = jvm.org.apache.spark.sql.execution.streaming.StreamExecution
+    return streaming.isInterruptionException(jvm.py4j.Py4JException(message), spark.sparkContext._jsc.sc())
+
+
+def test_a_failed_batch_reaches_spark_as_one_line_that_it_can_classify(spark, tmp_path):
+    """A batch's JVM error, stack trace included, made Spark's check for a stop overflow the stream thread's stack (a
+    thousand lines of regex frames on stderr). The writer's one line keeps that check working either way."""
+    from py4j.protocol import Py4JJavaError
+
+    from streaming.bronze import batch_failure
+
+    jvm = spark.sparkContext._jvm
+    with pytest.raises(Py4JJavaError) as raw:
+        jvm.java.lang.Class.forName("no.such.EcomlakeClass")
+    assert "\n\tat " in str(raw.value)
+    with pytest.raises(Exception) as converted:
+        spark.read.parquet(str(tmp_path / "no-such-table")).collect()
+    for failure in (raw.value, converted.value):
+        text = batch_failure(failure)
+        assert "\n" not in text and len(text) <= 500, text
+        assert not _spark_sees_a_stop(spark, text)
+    assert "ClassNotFoundException: no.such.EcomlakeClass" in batch_failure(raw.value)
+    assert "no-such-table" in batch_failure(converted.value)
+
+    jvm.java.lang.Thread.currentThread().interrupt()
+    with pytest.raises(Py4JJavaError) as interrupted:
+        jvm.java.lang.Thread.sleep(1000)
+    assert _spark_sees_a_stop(spark, batch_failure(interrupted.value))
