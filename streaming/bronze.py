@@ -291,7 +291,9 @@ class BatchWriter:
 
 class LagMonitor:
     """Broker offsets for the lag figure (shared by the queries' callbacks, hence the lock). Lag uses the
-    reported end offsets (no probe: it is informative, and exact whenever producers send one record per batch)."""
+    reported end offsets (no probe: it is informative). On Kafka they are exact; on the embedded broker, whose report
+    stops at a partition's last record batch (design.md), lag leaves out the rest of that batch: the records of the
+    generator's last 50 ms (generator.publish.producer_config)."""
 
     def __init__(self, view: BrokerView):
         self.view = view

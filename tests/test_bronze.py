@@ -155,7 +155,7 @@ def test_missing_topic_and_unreachable_broker_fail_with_one_clear_line(spark, se
 @pytest.mark.parametrize("stack", ["embedded", "official"])
 def test_exactly_once_across_sigkill_and_restart(stack, tmp_path, request):
     """`ecomlake bronze` killed with SIGKILL mid-stream, then run again: every message exactly once. embedded:
-    python source, delta-rs, Tansu (producers send one record per batch). official: Spark's Kafka source,
+    python source, delta-rs, Tansu, fed by the generator's 50 ms batches. official: Spark's Kafka source,
     delta-spark and Apache Kafka, fed by a batching producer, as the cluster stack runs them."""
     if stack == "embedded":
         settings, jars = request.getfixturevalue("settings"), {}

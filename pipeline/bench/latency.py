@@ -3,8 +3,8 @@
 The main run: the `late_and_duplicates` scenario at BENCH_LATENCY_RATE (1,000) events/s for BENCH_LATENCY_SECONDS
 (300), everything on this machine (broker, generator, bronze, silver and gold services), as `make demo` runs it.
 Reported: p50/p95/max over every fully paid order, the same per stage (publish -> bronze -> silver -> gold), Spark jobs
-and seconds per silver cycle, the backlog (Kafka -> bronze, bronze -> silver) every 5 s, and whether gold equals the
-generator's manifest to the cent.
+and seconds per silver cycle, the backlog (Kafka -> bronze, bronze -> silver) every 5 s, whether gold equals the
+generator's manifest to the cent, and the cores each part kept busy (pipeline.bench.cpu).
 
 The ceiling: shorter runs (BENCH_CEILING_SECONDS, 60) at rising rates (BENCH_CEILING_RATES) until p95 passes 30 s;
 the highest rate that stayed under is the ceiling, and the stage with the largest p95 at the first rate over it is
@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ecomlake.settings import RunDefaults, Settings
+from pipeline.bench.cpu import CpuSampler
 from pipeline.demo import run_demo
 
 CEILING_P95_S = 30.0
@@ -45,7 +46,8 @@ def _one_run(settings: Settings, rate: float, seconds: float, scenario: str) -> 
     tag = workdir.name
     run = dataclasses.replace(settings, lakehouse_uri=str(workdir / "lakehouse"), topic_order_events=f"orders.{tag}",
                               topic_payment_events=f"payments.{tag}")
-    summary = run_demo(run, seconds=seconds, rate=rate, scenario=scenario, live=False)
+    with CpuSampler() as cpu:
+        summary = run_demo(run, seconds=seconds, rate=rate, scenario=scenario, live=False)
     cycles = summary["silver_cycles"]
     builds = summary["gold_builds"]
     out = {
@@ -61,6 +63,7 @@ def _one_run(settings: Settings, rate: float, seconds: float, scenario: str) -> 
         "gold_builds": len(builds),
         "gold_build_s_median": statistics.median(b["seconds"] for b in builds) if builds else None,
         "backlog": summary["lag"],
+        **cpu.cores_busy(),
     }
     out.update(_gold_matches_manifest(run))
     return out
