@@ -68,6 +68,7 @@ def test_short_demo_reconciles_gold_and_dashboard_with_what_was_published(tmp_pa
     assert 0 <= latency["latency_p50_s"] <= latency["latency_p95_s"] <= latency["latency_max_s"]
     assert set(latency["stages"]) == {"publish_to_bronze", "bronze_to_silver", "silver_to_gold"}, latency
     assert summary["silver_cycles"] and all(c["spark_jobs"] > 0 for c in summary["silver_cycles"] if c["rows_read"])
+    assert summary["silver_warm_up_s"] > 0 and "demo: silver warm in" in out  # before publishing: see pipeline.warmup
     assert summary["gold_builds"] and summary["lag"][-1]["bronze_backlog"] == summary["lag"][-1]["silver_backlog"] == 0
     assert "publish → bronze" in out and "silver cycles / gold builds" in out
 

@@ -57,6 +57,7 @@ def _one_run(settings: Settings, rate: float, seconds: float, scenario: str) -> 
         "events_produced": summary["events_produced"],
         **{k: v for k, v in summary["latency"].items() if k != "stages"},
         "stages": summary["latency"].get("stages", {}),
+        "silver_warm_up_s": summary["silver_warm_up_s"],
         "silver_cycles": len(cycles),
         "silver_cycle_s_median": statistics.median(c["seconds"] for c in cycles) if cycles else None,
         "silver_spark_jobs_per_cycle_median": statistics.median(c["spark_jobs"] for c in cycles) if cycles else None,

@@ -19,7 +19,6 @@ default is 50) in the delta-spark process, to measure its effect.
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import json
 import shutil
@@ -27,14 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ecomlake.contract import BRONZE_ORDERS, BRONZE_PAYMENTS, BRONZE_SCHEMA, SILVER_SCHEMA
+from ecomlake.contract import SILVER_SCHEMA
 from ecomlake.settings import LAKE_ENGINES, Settings
-from ecomlake.tables import ORDERS_RAW, in_layer
+from ecomlake.tables import in_layer
+from pipeline.bronze_rows import BronzeRows
 from pipeline.bench.servers import Unavailable, jar_problem, subprocess_env, with_spark_jars
 
 if TYPE_CHECKING:
@@ -46,40 +45,6 @@ CHUNK = 50_000
 INCREMENTS = 2  # each incremental figure is the best of this many runs (the machines are shared and noisy)
 QUICK_ROWS, FULL_ROWS = 1_000, 400_000  # the larger bronze; the smaller is a quarter, the increment 1%
 REPO = Path(__file__).resolve().parents[2]
-
-
-class _Bronze:
-    """Writes generator records as bronze rows: Kafka coordinates as a 3-partition topic keyed by order_id gives."""
-
-    def __init__(self, spark: "SparkSession", lake: "LakeEngine", settings: Settings, start: datetime):
-        self.spark, self.lake, self.settings, self.start = spark, lake, settings, start
-        self.next_offset: dict[tuple[str, int], int] = {}
-        self.batch = 0
-
-    def append(self, records) -> None:
-        import pandas as pd
-
-        rows: dict[str, list] = {}
-        for r in records:
-            partition = zlib.crc32(r.key) % self.settings.topic_partitions
-            offset = self.next_offset.get((r.topic, partition), 0)
-            self.next_offset[(r.topic, partition)] = offset + 1
-            published = self.start + timedelta(seconds=r.at)
-            try:
-                raw, b64 = r.value.decode("utf-8"), None
-            except UnicodeDecodeError:
-                raw, b64 = r.value.decode("utf-8", errors="replace"), base64.b64encode(r.value).decode()
-            rows.setdefault(r.topic, []).append(
-                (r.key.decode(), raw, b64, r.topic, partition, offset, published, published, 0)
-            )
-        tables = {self.settings.topic_order_events: BRONZE_ORDERS, self.settings.topic_payment_events: BRONZE_PAYMENTS}
-        columns = ORDERS_RAW.columns
-        for topic, topic_rows in rows.items():
-            frame = pd.DataFrame(topic_rows, columns=columns)
-            df = self.spark.createDataFrame(frame, ORDERS_RAW.ddl)
-            uri = self.settings.table_uri(BRONZE_SCHEMA, tables[topic])
-            self.lake.append_batch(df, uri, "bench-bronze", self.batch)
-        self.batch += 1
 
 
 def _tag(size: int) -> str:
@@ -107,7 +72,7 @@ def _one_size(spark: "SparkSession", settings: Settings, size: int, new_rows: in
     lake = get_engine(spark, bench)
     records = list(generate_records("late_and_duplicates", seed=5, start=start, rate=100, topics=bench.topics,
                                     count=size + increments * new_rows))
-    bronze = _Bronze(spark, lake, bench, start)
+    bronze = BronzeRows(spark, lake, bench, start)
     for first in range(0, size, CHUNK):
         bronze.append(records[first:min(first + CHUNK, size)])
     full_s, _ = _timed_silver(spark, bench)

@@ -1,0 +1,24 @@
+"""The silver warm-up the demo runs before publishing (pipeline.warmup): real silver runs on a scratch lake."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ecomlake.tables import in_layer
+from pipeline.warmup import can_warm, warm_silver
+
+
+def test_warm_up_runs_silver_twice_on_a_scratch_lake_and_leaves_the_real_lake_alone(spark, settings, tmp_path,
+                                                                                     monkeypatch):
+    scratch_parent = tmp_path / "tmp"
+    scratch_parent.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_parent))
+    assert can_warm(settings)
+
+    seconds, read = warm_silver(spark, settings, events=150)
+
+    assert seconds > 0
+    assert read == 2 * 150, "each run reads the bronze rows added for it, orders and payments"
+    assert list(scratch_parent.iterdir()) == [], "the scratch lake is deleted"
+    assert not any(Path(t.uri(settings)).exists() for t in in_layer("silver")), "the real lake is not touched"
