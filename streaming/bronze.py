@@ -228,12 +228,11 @@ def batch_failure(err: Exception) -> str:
         found = cause.search(text)
         if found:
             return found.group(0)
-    interruption = next((name for name in _INTERRUPTIONS if name in text), None)
-    if interruption:
-        return f"{_PY4J_ERROR} append_batch\n: {interruption}"
     # A Py4JJavaError reads "An error occurred while calling oN.method.\n: <the JVM's exception>\n\tat ...".
     lines = text.split("\n: ", 1)[-1].strip().splitlines()
-    return lines[0][:500] if lines else type(err).__name__
+    first = lines[0][:500] if lines else type(err).__name__
+    interruption = next((name for name in _INTERRUPTIONS if name in text), None)
+    return f"{first} ({_PY4J_ERROR} append_batch: {interruption})" if interruption else first
 
 
 @dataclass

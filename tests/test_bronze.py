@@ -231,4 +231,6 @@ def test_a_failed_batch_reaches_spark_as_one_line_that_it_can_classify(spark, tm
     jvm.java.lang.Thread.currentThread().interrupt()
     with pytest.raises(Py4JJavaError) as interrupted:
         jvm.java.lang.Thread.sleep(1000)
-    assert _spark_sees_a_stop(spark, batch_failure(interrupted.value))
+    text = batch_failure(interrupted.value)
+    assert "\n" not in text and "java.lang.InterruptedException" in text, text
+    assert _spark_sees_a_stop(spark, text)
