@@ -1,8 +1,9 @@
 """Where a run's CPU went: this process and its descendants, by part (broker, Spark's JVM, Spark's Python workers,
 this Python process), as cores busy on average. Read from /proc, so Linux only; elsewhere the figures are left out.
 
-On a 2-core laptop every part takes from the same two cores, so these tell which part to make cheaper: the 300 s
-latency run showed the embedded broker using most of a core by its end (see generator.publish.producer_config).
+On a 2-core laptop every part takes from the same two cores, so these tell which part to make cheaper: a
+latency run at 1,000 events/s showed the embedded broker at over half a core and rising (see
+generator.publish.producer_config).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def _descendants(root: int) -> dict[int, tuple[str, float]]:
 
 
 class CpuSampler:
-    """Samples every `every_s` while running; a process's CPU counts from the first sample that sees it (the last
-    `every_s` of a short-lived one may be missed)."""
+    """Samples every `every_s` while running. A process there at the start counts from its CPU then, one started
+    later from zero; what a process uses after the last sample that saw it (at most `every_s`) is missed."""
 
     def __init__(self, every_s: float = 2.0):
         self.every_s = every_s
