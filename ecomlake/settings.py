@@ -180,6 +180,11 @@ class Settings:
     def is_local_lake(self) -> bool:
         return "://" not in self.lakehouse_uri
 
+    @property
+    def is_local_master(self) -> bool:
+        """Spark in this process (local[N]), not a cluster's executors."""
+        return self.spark_master.startswith("local")
+
     def table_uri(self, schema: str, table: str) -> str:
         """`<schema>.<table>` lives at `${LAKEHOUSE_URI}/<schema>/<table>`."""
         return f"{self.lakehouse_uri}/{schema}/{table}"

@@ -123,7 +123,7 @@ def builder_config(settings: Settings) -> dict[str, str]:
         # Adaptive execution re-plans at every shuffle, each step a Spark job of its own: worth it on a cluster's
         # large data, a fixed cost per cycle on a local master's small increments (a silver cycle of 3,000 bronze
         # rows: 20.9 s -> 9.9 s with it off, under the same load).
-        "spark.sql.adaptive.enabled": "false" if settings.spark_master.startswith("local") else "true",
+        "spark.sql.adaptive.enabled": "false" if settings.is_local_master else "true",
         # Silver caches each cycle's increment for the few actions of that cycle: building the cached batches took
         # about a quarter of the JVM's CPU in a 1,000 events/s run (JFR); uncompressed they are cheaper to build,
         # and they are freed seconds later.
@@ -133,7 +133,7 @@ def builder_config(settings: Settings) -> dict[str, str]:
         # JVM's CPU in that run).
         "spark.sql.codegen.cache.maxEntries": "2000",
     }
-    if settings.spark_master.startswith("local") or master_on_loopback(settings.spark_master):
+    if settings.is_local_master or master_on_loopback(settings.spark_master):
         # Executors of a cluster on this machine (ecomlake.jvm.spark_cluster) call the driver back on loopback.
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
@@ -151,7 +151,7 @@ def builder_config(settings: Settings) -> dict[str, str]:
     if settings.lake_engine == "delta-spark":
         conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
         conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-        if settings.spark_master.startswith("local"):
+        if settings.is_local_master:
             # Delta rebuilds a table's state with 50 tasks by default: on a laptop's few cores, for tables of this
             # size, those fixed costs dominated every delta-spark run (conformance cases 136 s -> 85 s).
             conf["spark.databricks.delta.snapshotPartitions"] = str(tuning.shuffle_partitions)
@@ -177,7 +177,7 @@ def master_on_loopback(master: str) -> bool:
 
 def ships_project(settings: Settings) -> bool:
     """A cluster master and no spark-submit (which takes --py-files itself): executors get the project's zip."""
-    return not settings.spark_master.startswith("local") and not under_spark_submit()
+    return not settings.is_local_master and not under_spark_submit()
 
 
 def get_spark(settings: Settings, app_name: str = "ecomlake"):
@@ -190,7 +190,7 @@ def get_spark(settings: Settings, app_name: str = "ecomlake"):
     ensure_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    if settings.spark_master.startswith("local"):
+    if settings.is_local_master:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 

@@ -26,7 +26,7 @@ WARM_UP_EVENTS = 2_000  # per run
 
 
 def can_warm(settings: Settings) -> bool:
-    return settings.spark_master.startswith("local")
+    return settings.is_local_master
 
 
 def warm_silver(spark: "SparkSession", settings: Settings, events: int = WARM_UP_EVENTS) -> tuple[float, int]:

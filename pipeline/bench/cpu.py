@@ -43,14 +43,14 @@ def _descendants(root: int) -> dict[int, tuple[str, float]]:
         fields = stat[stat.rindex(")") + 2:].split()
         parents[int(entry.name)] = int(fields[1])
         seen[int(entry.name)] = (cmdline, (int(fields[11]) + int(fields[12])) / ticks)
-    mine = {root}
-    changed = True
-    while changed:
-        changed = False
-        for pid, parent in parents.items():
-            if parent in mine and pid not in mine:
-                mine.add(pid)
-                changed = True
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    mine, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        mine.add(pid)
+        todo.extend(children.get(pid, ()))
     return {pid: (_part(seen[pid][0], pid), seen[pid][1]) for pid in mine if pid in seen}
 
 
