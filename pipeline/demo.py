@@ -271,7 +271,7 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
     from ecomlake.spark import get_spark
     from generator.publish import ensure_topics
     from streaming.bronze import run_available_now, start_bronze
-    from pipeline.warmup import WARM_UP_EVENTS, can_warm, warm_silver
+    from pipeline.warmup import WARM_UP_EVENTS, WARM_UP_RUNS, can_warm, warm_silver
 
     state = DemoState()
     check_lake(settings.lakehouse_uri)
@@ -293,8 +293,8 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
         spark = get_spark(settings, app_name="ecomlake-demo")
         ensure_topics(settings)
         if can_warm(settings):
-            print(f"demo: warming silver's Spark session on a scratch lake ({WARM_UP_EVENTS:,} events, twice) ...",
-                  flush=True)
+            print(f"demo: warming silver's Spark session on a scratch lake ({WARM_UP_RUNS} runs of "
+                  f"{WARM_UP_EVENTS:,} events, about half a minute) ...", flush=True)
             state.warm_up_s = round(warm_silver(spark, settings)[0], 1)
             print(f"demo: silver warm in {state.warm_up_s:.1f} s; publishing", flush=True)
         bronze = start_bronze(spark, settings, trigger_seconds=trigger)

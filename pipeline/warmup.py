@@ -1,10 +1,17 @@
-"""Warm silver's Spark session before the first event: two silver runs on a scratch lake of generator records.
+"""Warm silver's Spark session before the first event: WARM_UP_RUNS silver runs on a scratch lake of generator records.
 
 In a fresh JVM the first silver cycles are several times slower than later ones (class loading, JIT compilation,
 code generation for each of a cycle's queries): in the 300 s latency run at 1,000 events/s, silver's backlog rose to
 23,700 rows in the first 30 s, then stayed at 3,000-7,000 (see the README). The same queries run on a scratch lake
-compile what the real cycles reuse. The first run creates the silver tables and the second merges into them, so both
-of a cycle's paths are warm. Only for a local master: a cluster's executors cannot see the driver's scratch directory.
+compile what the real cycles reuse. The first run creates the silver tables and the later ones merge into them, so
+both of a cycle's paths are warm.
+
+Why eight runs: most of the warming is the JIT compiling Spark's own planner and executor code, and it takes many
+cycles. In back-to-back cycles of 5,000 rows on an otherwise idle machine, the JVM's compiler threads used 4.9 CPU-s
+in the first cycle, 2.8 in the fifth and 1.2 in the fourteenth, against ~2 CPU-s of real work per cycle. Two warm-up
+runs left that compiling to the measured run, where it shared the two cores with the pipeline: in 120 s runs at
+1,000 events/s (one run each), two runs gave p95 15.6-17.1 s, six runs 13.7 s, ten runs 12.5 s.
+Only for a local master: a cluster's executors cannot see the driver's scratch directory.
 """
 
 from __future__ import annotations
@@ -22,15 +29,17 @@ from ecomlake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-WARM_UP_EVENTS = 2_000  # per run
+WARM_UP_EVENTS = 1_000  # per run
+WARM_UP_RUNS = 8
 
 
 def can_warm(settings: Settings) -> bool:
     return settings.is_local_master
 
 
-def warm_silver(spark: "SparkSession", settings: Settings, events: int = WARM_UP_EVENTS) -> tuple[float, int]:
-    """Run silver twice on `events` new generator records each, in a scratch lake that is deleted afterwards;
+def warm_silver(spark: "SparkSession", settings: Settings, events: int = WARM_UP_EVENTS,
+                runs: int = WARM_UP_RUNS) -> tuple[float, int]:
+    """Run silver `runs` times on `events` new generator records each, in a scratch lake that is deleted afterwards;
     returns the seconds it took and the bronze rows silver read."""
     from batch.silver.jobs import run_silver
     from ecomlake.lake import get_engine
@@ -43,10 +52,10 @@ def warm_silver(spark: "SparkSession", settings: Settings, events: int = WARM_UP
         warm = dataclasses.replace(settings, lakehouse_uri=str(scratch / "lakehouse"))
         lake = get_engine(spark, warm)
         start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
-        records = list(generate_records("late_and_duplicates", 1, start, 1000.0, warm.topics, count=2 * events))
+        records = list(generate_records("late_and_duplicates", 1, start, 1000.0, warm.topics, count=runs * events))
         bronze = BronzeRows(spark, lake, warm, start, app_id="warm-up")
-        for run in (records[:events], records[events:]):
-            bronze.append(run)
+        for first in range(0, runs * events, events):
+            bronze.append(records[first:first + events])
             figures = run_silver(spark, warm, lake=lake)
             read += figures["orders"]["read"] + figures["payments"]["read"]
     finally:
