@@ -142,8 +142,9 @@ def builder_config(settings: Settings) -> dict[str, str]:
     if not tuning.log4j_conf and log4j.exists() and not debug_enabled():
         java_options.append(f"-Dlog4j.configurationFile=file:{log4j}")
     if settings.is_local_master:
-        # G1's concurrent marking threads used 20 of the JVM's 165 CPU-s in a 120 s run at 1,000 events/s, where
-        # everything shares two cores; the throughput collector used 7 (pauses of a 2 GB heap are short).
+        # G1's collector threads (concurrent marking included) used 20 of the JVM's 165 CPU-s in a 120 s run at
+        # 1,000 events/s, where everything shares two cores; the throughput collector used 7, and its pauses did not
+        # show in the latency.
         java_options.append("-XX:+UseParallelGC")
     if java_options:
         conf["spark.driver.extraJavaOptions"] = " ".join(java_options)

@@ -10,7 +10,7 @@ from pipeline.warmup import can_warm, warm_silver
 
 
 def test_warm_up_runs_silver_on_a_scratch_lake_and_leaves_the_real_lake_alone(spark, settings, tmp_path,
-                                                                                     monkeypatch):
+                                                                              monkeypatch):
     scratch_parent = tmp_path / "tmp"
     scratch_parent.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch_parent))
