@@ -108,13 +108,26 @@ class S3LakeServer:
             yield requests
         finally:
             self._recorder("stop-recording")
-            for line in self.recording_file.read_text().splitlines() if self.recording_file.exists() else []:
-                entry = json.loads(line)
+            for entry in _recorded(self.recording_file):
                 headers = {k.lower(): v for k, v in entry.get("headers", {}).items()}
                 requests.append(Request(entry["method"], entry["url"].split("?", 1)[0],
                                         headers.get("user-agent", ""), headers.get("authorization", ""),
                                         headers.get("if-none-match")))
             self._recorder("reset-recording")
+
+
+def _recorded(path: Path) -> Iterator[dict]:
+    """The entries of moto's recording file. moto writes each entry and its newline in two writes, from the server's
+    request threads, so two entries can share a line ("{...}{...}" and then two newlines): read them as a stream."""
+    text = path.read_text() if path.exists() else ""
+    decoder, at = json.JSONDecoder(), 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at == len(text):
+            return
+        entry, at = decoder.raw_decode(text, at)
+        yield entry
 
 
 @pytest.fixture(scope="session")
