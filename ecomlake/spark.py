@@ -141,7 +141,7 @@ def builder_config(settings: Settings) -> dict[str, str]:
     log4j = Path(__file__).with_name("log4j2.properties")
     if not tuning.log4j_conf and log4j.exists() and not debug_enabled():
         java_options.append(f"-Dlog4j.configurationFile=file:{log4j}")
-    if settings.is_local_master:
+    if settings.is_local_master and not tuning.log4j_conf:  # with SPARK_LOG4J_CONF the driver's options are the user's
         # G1's collector threads (concurrent marking included) used 20 of the JVM's 165 CPU-s in a 120 s run at
         # 1,000 events/s, where everything shares two cores; the throughput collector used 7, and its pauses did not
         # show in the latency.

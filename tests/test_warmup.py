@@ -30,3 +30,17 @@ def test_a_local_master_jvm_runs_the_throughput_collector(spark):
     beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
     collectors = {beans.get(i).getName() for i in range(beans.size())}
     assert collectors == {"PS Scavenge", "PS MarkSweep"}, collectors
+
+
+def test_the_collector_option_leaves_a_user_managed_driver_alone(monkeypatch, tmp_path):
+    """SPARK_LOG4J_CONF says the driver's JVM options are the user's (their spark-defaults): builder_config then sets
+    none, as it did before the collector option; on a cluster master the option is not added."""
+    from ecomlake.settings import Settings
+    from ecomlake.spark import builder_config
+
+    local = Settings.from_env({"LAKEHOUSE_URI": str(tmp_path)})
+    assert "-XX:+UseParallelGC" in builder_config(local)["spark.driver.extraJavaOptions"].split()
+    cluster = Settings.from_env({"LAKEHOUSE_URI": str(tmp_path), "SPARK_MASTER": "spark://127.0.0.1:7077"})
+    assert "UseParallelGC" not in builder_config(cluster).get("spark.driver.extraJavaOptions", "")
+    monkeypatch.setenv("SPARK_LOG4J_CONF", str(tmp_path / "log4j2.properties"))
+    assert "spark.driver.extraJavaOptions" not in builder_config(local)
