@@ -10,7 +10,8 @@ Why eight runs: most of the warming is the JIT compiling Spark's own planner and
 cycles. In back-to-back cycles of 5,000 rows on an otherwise idle machine, the JVM's compiler threads used 4.9 CPU-s
 in the first cycle, 2.8 in the fifth and 1.2 in the fourteenth, against ~2 CPU-s of real work per cycle. Two warm-up
 runs left that compiling to the measured run, where it shared the two cores with the pipeline: in 120 s runs at
-1,000 events/s (one run each), two runs gave p95 15.6-17.1 s, six runs 13.7 s, ten runs 12.5 s.
+1,000 events/s (one run each), two runs gave p95 15.6-17.1 s, and with the parallel collector too (ecomlake.spark)
+six runs 13.7 s, ten runs 12.5 s.
 Only for a local master: a cluster's executors cannot see the driver's scratch directory.
 """
 
