@@ -138,14 +138,15 @@ def builder_config(settings: Settings) -> dict[str, str]:
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     java_options = []
-    log4j = Path(__file__).with_name("log4j2.properties")
-    if not tuning.log4j_conf and log4j.exists() and not debug_enabled():
-        java_options.append(f"-Dlog4j.configurationFile=file:{log4j}")
-    if settings.is_local_master and not tuning.log4j_conf:  # with SPARK_LOG4J_CONF the driver's options are the user's
-        # G1's collector threads (concurrent marking included) used 20 of the JVM's 165 CPU-s in a 120 s run at
-        # 1,000 events/s, where everything shares two cores; the throughput collector used 7, and its pauses did not
-        # show in the latency.
-        java_options.append("-XX:+UseParallelGC")
+    if not tuning.log4j_conf:  # with SPARK_LOG4J_CONF the driver's JVM options are the user's
+        log4j = Path(__file__).with_name("log4j2.properties")
+        if log4j.exists() and not debug_enabled():
+            java_options.append(f"-Dlog4j.configurationFile=file:{log4j}")
+        if settings.is_local_master:
+            # G1's collector threads (concurrent marking included) used 20 of the JVM's 165 CPU-s in a 120 s run at
+            # 1,000 events/s, where everything shares two cores; the throughput collector used 7, and its pauses did
+            # not show in the latency.
+            java_options.append("-XX:+UseParallelGC")
     if java_options:
         conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
     s3 = s3_jars(settings)

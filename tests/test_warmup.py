@@ -1,4 +1,5 @@
-"""The silver warm-up the demo runs before publishing (pipeline.warmup): real silver runs on a scratch lake."""
+"""What makes the embedded JVM fast from the first event: the silver warm-up the demo runs before publishing
+(pipeline.warmup: real silver runs on a scratch lake) and the local driver's collector (ecomlake.spark)."""
 
 from __future__ import annotations
 
