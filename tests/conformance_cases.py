@@ -151,6 +151,18 @@ def lake_merge_app_transaction(engine, spark, root: str) -> None:
     assert _rows(engine.read(uri)) == [(1, "b")]
 
 
+def lake_merge_counted(engine, spark, root: str) -> None:
+    """merge_counted merges like merge and returns how many rows it merged, counted on the evaluation it wrote: a
+    source that leaves out the keys the table holds, evaluated again after the commit, would count none."""
+    uri = f"{root}/merged-counted"
+    engine.merge(spark.createDataFrame([(1, "a")], "id bigint, v string"), uri, ["id"])
+    fresh = spark.createDataFrame([(1, "x"), (2, "b"), (3, "c")], "id bigint, v string")
+    new = fresh.join(engine.read(uri).select("id"), "id", "left_anti")
+    assert engine.merge_counted(new, uri, ["id"], app_id="silver:src", txn_version=1) == 2
+    assert _rows(engine.read(uri)) == [(1, "a"), (2, "b"), (3, "c")]
+    assert engine.txn_version(uri, "silver:src") == 1 and engine.version(uri) == 1
+
+
 def lake_history(engine, spark, root: str) -> None:
     """Commits newest first, with aware UTC timestamps."""
     uri = f"{root}/history"
@@ -230,7 +242,7 @@ def lake_optimize_and_vacuum(engine, spark, root: str) -> None:
 
 LAKE_CASES = {f.__name__: f for f in (
     lake_idempotent_append, lake_read_round_trip_types, lake_changes_since, lake_changes_since_across_optimize,
-    lake_merge_upsert, lake_merge_app_transaction, lake_history, lake_optimize_and_vacuum,
+    lake_merge_upsert, lake_merge_app_transaction, lake_merge_counted, lake_history, lake_optimize_and_vacuum,
 )}
 
 

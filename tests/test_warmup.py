@@ -1,5 +1,6 @@
 """What makes the embedded JVM fast from the first event: the silver warm-up the demo runs before publishing
-(pipeline.warmup: real silver runs on a scratch lake) and the local driver's collector (ecomlake.spark)."""
+(pipeline.warmup: real silver runs on a scratch lake), and the local driver's collector and file listing
+(ecomlake.spark)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,24 @@ def test_the_collector_option_leaves_a_user_managed_driver_alone(monkeypatch, tm
     assert "UseParallelGC" not in builder_config(cluster).get("spark.driver.extraJavaOptions", "")
     monkeypatch.setenv("SPARK_LOG4J_CONF", str(tmp_path / "log4j2.properties"))
     assert "spark.driver.extraJavaOptions" not in builder_config(local)
+
+
+def test_a_local_master_reads_a_table_of_many_files_without_a_listing_job(spark, tmp_path):
+    """The delta-rs engine reads a version by naming its data files. Past 32 files Spark's default lists them with a
+    Spark job of one task per file, which on a local master runs in this same JVM: silver read order_events of 34
+    files in 110 ms with that job and in 32 ms without (ecomlake.spark.builder_config)."""
+    from ecomlake.lake import get_engine
+    from ecomlake.settings import Settings
+
+    lake = get_engine(spark, Settings.from_env({"LAKEHOUSE_URI": str(tmp_path)}), "delta-rs")
+    uri = str(tmp_path / "many-files")
+    for version in range(40):
+        lake.append_batch(spark.createDataFrame([(version,)], "id bigint"), uri, "test", version)
+    context = spark.sparkContext
+    context.setJobGroup("read-many-files", "read-many-files")
+    try:
+        table = lake.read(uri)
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    assert list(context.statusTracker().getJobIdsForGroup("read-many-files")) == []
+    assert sorted(row.id for row in table.collect()) == list(range(40))

@@ -196,6 +196,14 @@ class Increment:
     # Coordinates of the conflicting copies, found by the event table's writer (write_events) and reused by the
     # quarantine's writer; None when the event table had taken this increment in an earlier, interrupted run.
     conflict_keys: DataFrame | None = None
+    derived: dict = field(default_factory=dict, repr=False)
+
+    def once(self, build: Callable[[DataFrame], object]):
+        """`build(classified)`, built once for all the increment's writers: Spark analyses the whole classified plan
+        again for every DataFrame built on it."""
+        if build not in self.derived:
+            self.derived[build] = build(self.classified)
+        return self.derived[build]
 
 
 def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: str, app: str,
@@ -205,15 +213,13 @@ def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: s
     redelivered copy is a duplicate, a copy with other content goes to quarantine (conflicting_rows). Counts events
     new to silver (`valid`) and redeliveries removed (`duplicates`); returns the rows written."""
     events = events.persist()
-    # `stored` is what the table held before this merge, pinned to that version, and `new` is counted before the
-    # merge: DataFrames are plans, and one that reads the latest version, evaluated after the commit, finds the new
-    # events stored already (persist() does not prevent it: on delta-spark, `new.count()` after the merge was 0).
+    # `stored` is what the table held before this merge, pinned to that version, so `new` means the same before and
+    # after the commit (on delta-spark, a `stored` that read the latest version found no new event after the merge).
     stored = stored_events(lake, uri, events, lake.version(uri))
     stored = (stored if stored is not None else events.limit(0)).persist()
-    new = dedupe(events).join(stored.select("event_id"), "event_id", "left_anti").persist()
+    new = dedupe(events).join(stored.select("event_id"), "event_id", "left_anti")
     try:
-        written = new.count()
-        lake.merge(
+        written = lake.merge_counted(
             new, uri, ["event_id"], partition_by=["event_date"], when_matched_update="false", app_id=app,
             txn_version=batch.end,
         )
@@ -223,7 +229,7 @@ def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: s
         stats.duplicates += batch.read - batch.rejected - written - conflicts
         return written
     finally:
-        for df in (new, stored, events):
+        for df in (stored, events):
             df.unpersist()
 
 
@@ -244,19 +250,15 @@ def conflicting_rows(lake: "LakeEngine", batch: Increment, events: DataFrame, ev
 
 def write_quarantine(lake: "LakeEngine", batch: Increment, rejected: DataFrame, uri: str, source_table: str,
                      stats: "JobStats", conflicts: DataFrame | None = None) -> None:
-    """Insert-only on the bronze coordinates; the consumed source version commits with the rows."""
+    """Insert-only on the bronze coordinates; the consumed source version commits with the rows. Counts the rows
+    quarantined: the rejected ones and the conflicting copies."""
     if conflicts is not None:
-        conflicts = conflicts.persist()
         rejected = rejected.unionByName(conflicts)
     rows = quarantine_rows(rejected, source_table, run_timestamp())
-    lake.merge(
+    stats.quarantined += lake.merge_counted(
         rows, uri, list(QUARANTINE_KEYS), when_matched_update="false", app_id=app_id(source_table),
         txn_version=batch.end,
     )
-    stats.quarantined += batch.rejected
-    if conflicts is not None:
-        stats.quarantined += conflicts.count()
-        conflicts.unpersist()
 
 
 def run_increment(

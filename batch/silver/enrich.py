@@ -143,15 +143,10 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
         else:
             existing = common.empty(spark, common.ENRICHED_DDL)
         fresh = enrich(of(orders_uri), of(events_uri, events_v), payments)
-        rows = changed_rows(fresh, existing, common.run_timestamp()).persist()
-        try:
-            # Counted before the merge: evaluated after it, the plan compares with the table that already has them.
-            written = rows.count()
-            lake.merge(rows, enriched_uri, ["order_id"], app_id=APP_ID, txn_version=target)
-            stats.written = stats.valid = written
-            stats.read = keys.count()
-        finally:
-            rows.unpersist()
+        rows = changed_rows(fresh, existing, common.run_timestamp())
+        stats.written = stats.valid = lake.merge_counted(rows, enriched_uri, ["order_id"], app_id=APP_ID,
+                                                         txn_version=target)
+        stats.read = keys.count()
     finally:
         keys.unpersist()
     return stats.done()

@@ -104,6 +104,11 @@ def validate(bronze: DataFrame) -> tuple[DataFrame, DataFrame]:
     return split(classify(bronze))
 
 
+def valid_events(classified: DataFrame) -> DataFrame:
+    """The valid order events of a classified increment, as order_events rows."""
+    return with_event_date(split(classified)[0])
+
+
 def fold(history: DataFrame) -> DataFrame:
     """orders_clean rows from each order's distinct valid events: the latest by (event_ts, offset) (a cancel event
     thus updates the status), order_ts = its order_created event time, or its earliest event time if none."""
@@ -130,7 +135,7 @@ def write_clean(
 ) -> None:
     """Recompute the orders the increment touches from their stored events plus its own, and merge the rows
     that change into orders_clean, recording the bronze version in that commit."""
-    events = with_event_date(split(batch.classified)[0])
+    events = batch.once(valid_events)
     touched = events.select("order_id").distinct()
     history = events
     if lake.exists(events_uri):
@@ -140,14 +145,9 @@ def write_clean(
         stored = common.with_incarnation(lake.read(uri)).join(F.broadcast(touched), "order_id", "left_semi")
     else:
         stored = common.empty(batch.classified.sparkSession, common.ORDERS_CLEAN_DDL)
-    rows = common.changed_only(fold(common.dedupe(history)), stored, ["order_id"], CLEAN_COLUMNS).persist()
-    try:
-        # Counted before the merge: evaluated after it, the plan compares with the table that already has them.
-        written = rows.count()
-        lake.merge(rows, uri, ["order_id"], partition_by=["event_date"], app_id=APP_ID, txn_version=batch.end)
-        stats.written += written
-    finally:
-        rows.unpersist()
+    rows = common.changed_only(fold(common.dedupe(history)), stored, ["order_id"], CLEAN_COLUMNS)
+    stats.written += lake.merge_counted(rows, uri, ["order_id"], partition_by=["event_date"], app_id=APP_ID,
+                                        txn_version=batch.end)
 
 
 def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" = None) -> common.JobStats:
@@ -166,11 +166,11 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
     writers = {
         clean_uri: lambda batch: write_clean(lake, batch, clean_uri, events_uri, stats),
         events_uri: lambda batch: common.write_events(
-            lake, batch, with_event_date(split(batch.classified)[0]), events_uri, APP_ID, stats
+            lake, batch, batch.once(valid_events), events_uri, APP_ID, stats
         ),
         quarantine_uri: lambda batch: common.write_quarantine(
-            lake, batch, split(batch.classified)[1], quarantine_uri, SOURCE_TABLE, stats,
-            conflicts=common.conflicting_rows(lake, batch, with_event_date(split(batch.classified)[0]), events_uri),
+            lake, batch, batch.once(split)[1], quarantine_uri, SOURCE_TABLE, stats,
+            conflicts=common.conflicting_rows(lake, batch, batch.once(valid_events), events_uri),
         ),
     }
     return common.run_increment(

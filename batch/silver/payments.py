@@ -112,7 +112,7 @@ def validate(bronze: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 def write_clean(lake: "LakeEngine", batch: common.Increment, uri: str, stats: common.JobStats) -> None:
     """Merge the increment's new payments into payments_clean, recording its bronze version in that commit."""
-    stats.written += common.write_events(lake, batch, split(batch.classified)[0], uri, APP_ID, stats)
+    stats.written += common.write_events(lake, batch, batch.once(split)[0], uri, APP_ID, stats)
 
 
 def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" = None) -> common.JobStats:
@@ -126,8 +126,8 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
     writers = {
         clean_uri: lambda batch: write_clean(lake, batch, clean_uri, stats),
         quarantine_uri: lambda batch: common.write_quarantine(
-            lake, batch, split(batch.classified)[1], quarantine_uri, SOURCE_TABLE, stats,
-            conflicts=common.conflicting_rows(lake, batch, split(batch.classified)[0], clean_uri),
+            lake, batch, batch.once(split)[1], quarantine_uri, SOURCE_TABLE, stats,
+            conflicts=common.conflicting_rows(lake, batch, batch.once(split)[0], clean_uri),
         ),
     }
     return common.run_increment(

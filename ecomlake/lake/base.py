@@ -57,6 +57,17 @@ class LakeEngine(ABC):
         commit (even when no row changes, so a consumed batch is remembered) and skipped when that version or a
         later one is already recorded. Returns True when it committed."""
 
+    def merge_counted(self, df: "DataFrame", uri: str, keys: Sequence[str], **options) -> int:
+        """`merge`, returning the number of rows `df` held. The count comes from the evaluation the merge writes:
+        evaluated again after the commit, a plan that compares with the target would find its rows stored already."""
+        df = df.persist()
+        try:
+            rows = df.count()
+            self.merge(df, uri, keys, **options)
+            return rows
+        finally:
+            df.unpersist()
+
     # --- reads ---------------------------------------------------------------------------------------
     @abstractmethod
     def read(self, uri: str, version: int | None = None) -> "DataFrame":

@@ -61,7 +61,15 @@ class DeltaRsEngine(LakeEngine):
         )
 
     # --- silver: merge, history and maintenance ----------------------------------------------------
+    def merge_counted(self, df, uri, keys, **options) -> int:
+        """The rows are collected to Arrow once, counted there and merged: one Spark job, no cached copy."""
+        data = _nullable(df.toArrow())
+        self.merge(data, uri, keys, **options)
+        return data.num_rows
+
     def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None):
+        """`df` is a Spark DataFrame, or the Arrow table merge_counted collected from one."""
+        import pyarrow as pa
         from deltalake import DeltaTable, write_deltalake
 
         path, options = delta_rs_location(uri)
@@ -71,7 +79,7 @@ class DeltaRsEngine(LakeEngine):
             if done is not None and done >= txn_version:
                 return False
         commit = _commit_properties(app_id, txn_version)
-        data = _nullable(df.toArrow())
+        data = df if isinstance(df, pa.Table) else _nullable(df.toArrow())
         if table is None:
             write_deltalake(path, data, partition_by=list(partition_by) or None, mode="append", commit_properties=commit,
                             storage_options=options)
