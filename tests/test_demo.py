@@ -111,3 +111,18 @@ def test_ctrl_c_stops_everything_and_still_prints_the_summary(tmp_path):
     summary = json.loads((Path(settings.lakehouse_uri) / "demo" / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["events_produced"] > 0
     assert broker.status(settings) is None, "Ctrl-C stops the broker too"
+
+
+def test_the_generator_process_hands_its_error_to_the_demo(tmp_path):
+    """The demo publishes from a child process (pipeline.demo._Generator); what stops it there reaches the demo as the
+    same one-line error, and the thread waiting for it ends."""
+    from ecomlake.errors import EcomlakeError
+    from pipeline.demo import _Generator
+
+    generator = _Generator(demo_settings(tmp_path), seconds=5, rate=10, scenario="steady", seed=1)
+    generator.start()
+    generator.join(timeout=60)
+    assert not generator.is_alive()
+    assert generator.result is None and generator.delivered == 0
+    assert isinstance(generator.error, EcomlakeError)
+    assert str(generator.error).startswith("no Kafka broker answered at KAFKA_BOOTSTRAP=127.0.0.1:"), generator.error
