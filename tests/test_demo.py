@@ -126,3 +126,21 @@ def test_the_generator_process_hands_its_error_to_the_demo(tmp_path):
     assert generator.result is None and generator.delivered == 0
     assert isinstance(generator.error, EcomlakeError)
     assert str(generator.error).startswith("no Kafka broker answered at KAFKA_BOOTSTRAP=127.0.0.1:"), generator.error
+
+
+def test_a_generator_process_that_dies_is_reported_not_waited_for(tmp_path):
+    import os
+
+    from ecomlake.errors import EcomlakeError
+    from pipeline.demo import _Generator
+
+    generator = _Generator(demo_settings(tmp_path), seconds=30, rate=10, scenario="steady", seed=1)
+    generator.start()
+    deadline = time.monotonic() + 30
+    while generator._process.pid is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(generator._process.pid, signal.SIGKILL)
+    generator.join(timeout=30)
+    assert not generator.is_alive()
+    assert isinstance(generator.error, EcomlakeError)
+    assert str(generator.error) == "the generator process ended without a result (exit code -9)"
