@@ -154,10 +154,11 @@ class _Generator(threading.Thread):
         try:
             self.result, self.error = self._results.recv()
         except EOFError:
-            self._process.join()
+            pass
+        self._process.join()
+        if self.result is None and self.error is None:
             self.error = EcomlakeError(f"the generator process ended without a result (exit code "
                                        f"{self._process.exitcode})")
-        self._process.join()
 
 
 def _publish(settings: Settings, seconds: float, rate: float, scenario: str, seed: int, stop, delivered,
