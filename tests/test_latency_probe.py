@@ -1,0 +1,48 @@
+"""The latency probe (pipeline.latency): which silver orders a gold build made visible, and their figures."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+from deltalake import write_deltalake
+
+from ecomlake.settings import Settings
+from ecomlake.tables import ORDER_PAYMENTS_ENRICHED
+from pipeline.latency import LatencyProbe
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+SCHEMA = pa.schema([("order_id", pa.string()), ("fully_paid", pa.bool_()),
+                    ("last_published_ts", pa.timestamp("us", "UTC")), ("updated_ts", pa.timestamp("us", "UTC"))])
+
+
+def _enriched(settings: Settings, rows: list[tuple], mode: str = "append") -> None:
+    columns = list(zip(*rows))
+    write_deltalake(ORDER_PAYMENTS_ENRICHED.uri(settings), pa.table(
+        [pa.array(list(c), f.type) for c, f in zip(columns, SCHEMA)], schema=SCHEMA), mode=mode)
+
+
+def test_each_fully_paid_order_is_measured_once_from_its_last_publication(tmp_path):
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
+    probe = LatencyProbe()
+    assert probe.snapshot(settings) == {}
+
+    _enriched(settings, [("o1", True, T0, T0), ("o2", False, T0, T0), ("o3", True, None, T0), ("o4", None, T0, T0)])
+    pending = probe.snapshot(settings)
+    assert set(pending) == {"o1"}
+    probe.visible(pending, T0.timestamp() + 4.0)
+    assert probe.snapshot(settings) == {}, "a measured order is not measured again"
+
+    later = T0 + timedelta(seconds=10)
+    _enriched(settings, [("o1", True, later, later), ("o2", True, later, later), ("o3", True, later, later),
+                         ("o4", False, T0, T0), ("o5", True, later, later)], mode="overwrite")
+    pending = probe.snapshot(settings)
+    assert set(pending) == {"o2", "o3", "o5"}, "orders paid since the last build, not o1 again"
+    assert pending["o5"] == (later, later)
+    probe.visible(pending, later.timestamp() + 2.5)
+    assert probe.snapshot(settings) == {}
+
+    figures = probe.figures()
+    assert figures["paid_orders_measured"] == 4
+    assert (figures["latency_p50_s"], figures["latency_max_s"]) == (2.5, 4.0)
