@@ -20,13 +20,16 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake.delta_log import latest_version
 from ecomlake.settings import Settings
 from ecomlake.tables import GOLD_SOURCES, LAKE_TABLES, ORDER_PAYMENTS_ENRICHED, QUARANTINE
 from gold.build import invoke, run_gold
+
+if TYPE_CHECKING:
+    from gold.build_process import BuildProcess
 
 log = logging.getLogger("ecomlake.gold")
 
@@ -52,13 +55,16 @@ class GoldService:
     none in the middle of one, which matters on two cores where a build competes with silver for the CPU.
     `before_build` runs just before each build and its return value is handed to `after_build` with the build's
     result (the demo snapshots silver there, to time what each build made visible). `on_new_tables` runs before a
-    build when the lake's tables are not the ones it last saw (see the module doc)."""
+    build when the lake's tables are not the ones it last saw (see the module doc). With a `build_process`
+    (gold.build_process) the builds run there instead of in this process; `close` ends it."""
 
     def __init__(self, settings: Settings, poll_s: float = 0.2,
                  before_build: Callable[[], Any] | None = None,
                  after_build: Callable[[GoldCycle, dict, Any], None] | None = None,
-                 on_new_tables: Callable[[], None] | None = None):
+                 on_new_tables: Callable[[], None] | None = None,
+                 build_process: "BuildProcess | None" = None):
         self.settings, self.poll_s = settings, poll_s
+        self.build_process = build_process
         self.before_build, self.after_build = before_build, after_build
         self.on_new_tables = on_new_tables
         self.silver_done: threading.Event | None = None
@@ -103,11 +109,14 @@ class GoldService:
         if self.on_new_tables:
             self._announce_new_tables()
         self._seen_trigger = self._trigger()
-        if self.manifest is None:
+        if self.manifest is None and self.build_process is None:
             self._parse()
         context = self.before_build() if self.before_build else None
         started = time.perf_counter()
-        result = run_gold(self.settings, tests=False, seeds=not self._seeded, manifest=self.manifest)
+        if self.build_process is not None:
+            result = self.build_process.build(seeds=not self._seeded)
+        else:
+            result = run_gold(self.settings, tests=False, seeds=not self._seeded, manifest=self.manifest)
         seconds = time.perf_counter() - started
         if result["status"] == "ok":
             self._seen, self._seeded = versions, True
@@ -118,6 +127,10 @@ class GoldService:
         if result["status"] == "failed":
             raise EcomlakeError(f"gold build failed: {'; '.join(result['errors'][:3])}")
         return done
+
+    def close(self) -> None:
+        if self.build_process is not None:
+            self.build_process.close()
 
     def run(self) -> None:
         while not self.stop.is_set():

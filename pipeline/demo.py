@@ -267,6 +267,7 @@ class _Loop(threading.Thread):
 def _services(spark, settings: Settings, state: DemoState, poll_s: float):
     """Silver on every bronze commit, gold on every silver commit, both feeding the demo's figures."""
     from batch.silver.service import SilverService
+    from gold.build_process import BuildProcess
     from gold.service import GoldService
 
     def on_silver_cycle(cycle, figures) -> None:
@@ -284,7 +285,7 @@ def _services(spark, settings: Settings, state: DemoState, poll_s: float):
             state.cycles += 1
 
     gold = GoldService(settings, poll_s=poll_s, before_build=lambda: state.latency.snapshot(settings),
-                       after_build=on_gold_build)
+                       after_build=on_gold_build, build_process=BuildProcess(settings))
     gold.silver_done = threading.Event()
     silver = SilverService(spark, settings, poll_s=poll_s, on_cycle=on_silver_cycle)
     return silver, gold
@@ -336,7 +337,7 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
     if started_broker:
         _set_aside_earlier_lake(settings)
     Path(settings.demo_dir, "latency.json").unlink(missing_ok=True)
-    gen = bronze = view = silver_loop = gold_loop = None
+    gen = bronze = view = gold = silver_loop = gold_loop = None
     interrupted = False
     try:
         spark = get_spark(settings, app_name="ecomlake-demo")
@@ -395,12 +396,16 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
     finally:
         if gen is not None:
             gen.stop_event.set()
-            gen.join(timeout=30)
+            if gen.ident is not None:
+                gen.join(timeout=30)
             state.produced = gen.delivered
         for loop in (silver_loop, gold_loop):
             if loop is not None:
                 loop.service.stop.set()
-                loop.join(timeout=120)
+                if loop.ident is not None:
+                    loop.join(timeout=120)
+        if gold is not None:
+            gold.close()
         if bronze is not None:
             try:
                 bronze.stop()

@@ -13,14 +13,17 @@ from datetime import timedelta
 
 import duckdb
 import pyarrow as pa
+import pytest
 from deltalake import DeltaTable
 
 from batch.silver.jobs import run_silver
 from batch.silver.service import SilverService
 from conftest import REPO, cli_env
 from ecomlake import tables
+from ecomlake.errors import EcomlakeError
 from ecomlake.lake import get_engine
 from gold.build import run_gold
+from gold.build_process import BuildProcess
 from gold.service import GoldService
 from silver_rows import T0, Msg, bronze_df, order, payment
 
@@ -97,6 +100,32 @@ def test_services_follow_each_commit_and_build_what_the_batch_commands_build(spa
     assert run_gold(batch, tests=False)["status"] == "ok"
     assert continuous == (silver_rows(batch), gold_minutes(batch))
     assert [m[2] for m in continuous[1]] == [2, 1], "o1 and o2 (paid later) in their order minute; o3 in the next"
+
+
+def test_gold_builds_in_its_child_process_and_a_dead_child_is_one_line(spark, settings):
+    """The demo's gold service builds in a child process: the same gold, the child ends with the service, and a
+    child that died fails the next build with one line instead of a hang."""
+    for i, batch in enumerate(BATCHES):
+        append(spark, settings, *batch, i)
+    run_silver(spark, settings)
+    builds = BuildProcess(settings)
+    gold = GoldService(settings, build_process=builds)
+    try:
+        done = gold.cycle()
+        assert done is not None and done.status == "ok"
+        assert [(float(gmv), paid) for _, gmv, paid in gold_minutes(settings)] == [(25.5, 2), (7.0, 1)]
+        assert gold.cycle() is None, "no new silver commit, no build"
+    finally:
+        gold.close()
+    assert builds._process.exitcode == 0
+
+    dead = BuildProcess(settings)
+    dead._process.kill()
+    dead._process.join()
+    gold = GoldService(settings, build_process=dead)
+    with pytest.raises(EcomlakeError, match=r"^gold's build process ended during a build \(exit code -9\)$"):
+        gold.cycle(force=True)
+    gold.close()
 
 
 def test_silver_continuous_command_cycles_on_new_bronze_and_stops_cleanly_on_sigterm(spark, settings):
