@@ -91,6 +91,7 @@ class LatencyProbe:
     bronze: BronzeCommits | None = None
     _seen_array: object = field(default=None, repr=False)
     _measured: list = field(default_factory=list, repr=False)
+    _by_order: dict = field(default_factory=dict, repr=False)
 
     def snapshot(self, settings: Settings) -> dict:
         """The fully paid orders in silver not yet measured: order id -> (last published, updated_ts).
@@ -106,11 +107,28 @@ class LatencyProbe:
             return {}
         columns = ["order_id", "fully_paid", "last_published_ts", "updated_ts"]
         table = DeltaTable(uri).to_pyarrow_table(columns=columns)
-        unseen = pc.invert(pc.is_in(table["order_id"], value_set=self._seen_ids()))
+        seen = pc.is_in(table["order_id"], value_set=self._seen_ids())
         ready = pc.and_(pc.fill_null(table["fully_paid"], False), pc.is_valid(table["last_published_ts"]))
-        new = table.filter(pc.and_(ready, unseen))
+        self._revoke(table.filter(pc.and_(seen, pc.invert(ready)))["order_id"].to_pylist())
+        new = table.filter(pc.and_(ready, pc.invert(seen)))
         ids, published, updated = (new.column(c).to_pylist() for c in ("order_id", "last_published_ts", "updated_ts"))
         return {o: (p, u) for o, p, u in zip(ids, published, updated)}
+
+    def _revoke(self, order_ids: list) -> None:
+        """Measured orders that are no longer fully paid (cancelled or refunded since) leave the figures, so these
+        cover the orders gold counts as paid; one paid again is measured again."""
+        if not order_ids:
+            return
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for order_id in order_ids:
+            for values, value in zip((self.total, self.to_bronze, self.to_silver, self.to_gold),
+                                     self._by_order.pop(order_id, ())):
+                if value is not None:
+                    values.remove(value)
+        seen = self._seen_ids()
+        self._seen_array = seen.filter(pc.invert(pc.is_in(seen, value_set=pa.array(order_ids, pa.string()))))
 
     def _seen_ids(self):
         """The measured order ids as one Arrow array, the ids measured since the last call appended."""
@@ -135,17 +153,22 @@ class LatencyProbe:
                 published = published.replace(tzinfo=timezone.utc)
             self._measured.append(order_id)
             t0 = published.timestamp()
-            self.total.append(max(0.0, at - t0))
+            total = max(0.0, at - t0)
+            self.total.append(total)
             if self.newest_published is None or published > self.newest_published:
                 self.newest_published = published
             i = bisect.bisect_left(self.silver_ends, _ts(updated)) if updated is not None else len(self.silver_ends)
             t_silver = self.silver_ends[i] if i < len(self.silver_ends) else None
             t_bronze = self.bronze.landed(t0) if self.bronze is not None else None
+            to_bronze = to_silver = to_gold = None
             if t_silver is not None:
-                self.to_gold.append(max(0.0, at - t_silver))
+                to_gold = max(0.0, at - t_silver)
+                self.to_gold.append(to_gold)
                 if t_bronze is not None and t_bronze <= t_silver:
-                    self.to_bronze.append(max(0.0, t_bronze - t0))
-                    self.to_silver.append(t_silver - t_bronze)
+                    to_bronze, to_silver = max(0.0, t_bronze - t0), t_silver - t_bronze
+                    self.to_bronze.append(to_bronze)
+                    self.to_silver.append(to_silver)
+            self._by_order[order_id] = (total, to_bronze, to_silver, to_gold)
 
     def figures(self) -> dict:
         """Called after every build: the lists stay sorted in place, so each later sort is one linear pass."""

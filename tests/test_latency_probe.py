@@ -23,7 +23,7 @@ def _enriched(settings: Settings, rows: list[tuple], mode: str = "append") -> No
         [pa.array(list(c), f.type) for c, f in zip(columns, SCHEMA)], schema=SCHEMA), mode=mode)
 
 
-def test_each_fully_paid_order_is_measured_once_from_its_last_publication(tmp_path):
+def test_the_figures_cover_the_orders_paid_now_each_measured_once_from_its_last_publication(tmp_path):
     settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
     probe = LatencyProbe()
     assert probe.snapshot(settings) == {}
@@ -46,3 +46,19 @@ def test_each_fully_paid_order_is_measured_once_from_its_last_publication(tmp_pa
     figures = probe.figures()
     assert figures["paid_orders_measured"] == 4
     assert (figures["latency_p50_s"], figures["latency_max_s"]) == (2.5, 4.0)
+
+    refunded = later + timedelta(seconds=30)
+    _enriched(settings, [("o1", True, later, later), ("o2", False, refunded, refunded), ("o3", True, later, later),
+                         ("o4", False, T0, T0), ("o5", True, later, later)], mode="overwrite")
+    assert probe.snapshot(settings) == {}
+    assert probe.figures()["paid_orders_measured"] == 3, "o2 is no longer paid: it leaves the figures, as gold"
+
+    paid_again = refunded + timedelta(seconds=30)
+    _enriched(settings, [("o1", True, later, later), ("o2", True, paid_again, paid_again), ("o3", True, later, later),
+                         ("o4", False, T0, T0), ("o5", True, later, later)], mode="overwrite")
+    pending = probe.snapshot(settings)
+    assert pending == {"o2": (paid_again, paid_again)}, "paid again: measured again, from its new publication"
+    probe.visible(pending, paid_again.timestamp() + 7.0)
+    figures = probe.figures()
+    assert figures["paid_orders_measured"] == 4
+    assert figures["latency_max_s"] == 7.0
