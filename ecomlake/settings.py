@@ -118,6 +118,7 @@ class Settings:
     event_ts_max_ahead_s: int = 86400
     dashboard_port: int = 8050
     silver_compact_every: int = 5
+    silver_one_pass: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -139,6 +140,7 @@ class Settings:
             event_ts_max_ahead_s=_int(env, "EVENT_TS_MAX_AHEAD_SECONDS", 86400, minimum=0),
             dashboard_port=_port(env, "DASHBOARD_PORT", 8050),
             silver_compact_every=_int(env, "SILVER_COMPACT_EVERY", 5, minimum=0),
+            silver_one_pass=_choice(env, "SILVER_ONE_PASS", "1", ("0", "1")) == "1",
         )
 
     def __post_init__(self) -> None:
@@ -165,6 +167,7 @@ class Settings:
             "EVENT_TS_MAX_AHEAD_SECONDS": str(self.event_ts_max_ahead_s),
             "DASHBOARD_PORT": str(self.dashboard_port),
             "SILVER_COMPACT_EVERY": str(self.silver_compact_every),
+            "SILVER_ONE_PASS": "1" if self.silver_one_pass else "0",
         }
         if self.spark_extra_jars:
             env["SPARK_EXTRA_JARS"] = self.spark_extra_jars

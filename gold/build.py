@@ -157,13 +157,15 @@ def node_failures(result) -> list[str]:
 
 
 def build(settings: Settings, full_refresh: bool = False, tests: bool = True, quiet: bool = False,
-          seeds: bool = True, manifest=None):
-    """`dbt build`: seeds (unless seeds=False: already loaded), models and (unless tests=False) data and unit tests,
-    in dependency order."""
+          setup: bool = True, manifest=None):
+    """`dbt build`: seeds, models and (unless tests=False) data and unit tests, in dependency order. setup=False
+    leaves out what an earlier build of the same manifest created for good, the seeds and the views (the
+    continuous service's later builds: five of its thirteen nodes, 0.9 s → 0.75 s a build on an idle machine)."""
     command = ["build"]
     if full_refresh:
         command.append("--full-refresh")
-    excluded = ([] if tests else ["resource_type:test", "resource_type:unit_test"]) + ([] if seeds else ["resource_type:seed"])
+    excluded = ([] if tests else ["resource_type:test", "resource_type:unit_test"]) + (
+        [] if setup else ["resource_type:seed", "config.materialized:view"])
     if excluded:
         command += ["--exclude", *excluded]
     with single_writer(settings.lakehouse_uri, "gold"):
@@ -204,7 +206,7 @@ def publish_read_snapshot(settings: Settings) -> Path | None:
     return target
 
 
-def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False, seeds: bool = True,
+def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False, setup: bool = True,
              manifest=None) -> dict:
     """One quiet gold build for the demo scheduler: {"status": ok|failed|waiting, "duration_s", "errors"}.
     "waiting" means silver is not there yet (normal at start-up)."""
@@ -213,7 +215,7 @@ def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False,
     if missing:
         return {"status": "waiting", "duration_s": 0.0, "errors": [f"silver tables missing: {', '.join(missing)}"]}
     try:
-        result = build(settings, full_refresh=full_refresh, tests=tests, quiet=True, seeds=seeds, manifest=manifest)
+        result = build(settings, full_refresh=full_refresh, tests=tests, quiet=True, setup=setup, manifest=manifest)
         errors = node_failures(result)
         status = "ok" if result.success else "failed"
         if not result.success and not errors and result.exception is not None:

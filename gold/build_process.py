@@ -16,7 +16,7 @@ from ecomlake.settings import Settings
 
 
 class BuildProcess:
-    """`build(seeds)` runs `run_gold(settings, tests=False, seeds=seeds)` in the child and returns its result."""
+    """`build(setup)` runs `run_gold(settings, tests=False, setup=setup)` in the child and returns its result."""
 
     def __init__(self, settings: Settings):
         context = multiprocessing.get_context("spawn")
@@ -27,10 +27,10 @@ class BuildProcess:
         child_end.close()  # the child holds the only other end: if it dies, recv() ends instead of waiting
         self._lock = threading.Lock()
 
-    def build(self, seeds: bool) -> dict:
+    def build(self, setup: bool) -> dict:
         with self._lock:
             try:
-                self._requests.send(seeds)
+                self._requests.send(setup)
                 outcome, error = self._requests.recv()
             except (EOFError, BrokenPipeError, ConnectionResetError):
                 self._process.join(5)
@@ -63,13 +63,13 @@ def _serve(settings: Settings, requests) -> None:
     manifest = parsed.result if parsed.success else None
     while True:
         try:
-            seeds = requests.recv()
+            setup = requests.recv()
         except EOFError:
             return
-        if seeds is None:
+        if setup is None:
             return
         try:
-            outcome = (run_gold(settings, tests=False, seeds=seeds, manifest=manifest), None)
+            outcome = (run_gold(settings, tests=False, setup=setup, manifest=manifest), None)
         except Exception as err:  # the parent raises it as one line
             outcome = (None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         requests.send(outcome)

@@ -1,9 +1,9 @@
 """`ecomlake gold --continuous`: gold as a long-running service, building on every silver commit.
 
 The batch command parses the dbt project, loads the seeds and runs the tests on every invocation. The service parses
-once (dbt then runs from that manifest), loads the seeds on its first build only, leaves the data and unit tests to
-`ecomlake gold --test-only` (Airflow's schedule, CI) and builds as soon as a table gold reads has a new commit, which
-it learns from a listing of their Delta logs. fct_sales_minute is incremental: a build recomputes only the minutes
+once (dbt then runs from that manifest), loads the seeds and creates the views on its first build only, leaves the
+data and unit tests to `ecomlake gold --test-only` (Airflow's schedule, CI) and builds as soon as a table gold reads
+has a new commit, which it learns from a listing of their Delta logs. fct_sales_minute is incremental: a build recomputes only the minutes
 whose orders changed. A build is the same one `ecomlake gold` runs, so stopping or killing the service between or
 during builds loses nothing: the next build picks up from gold's watermark.
 
@@ -73,7 +73,7 @@ class GoldService:
         self.manifest = None
         self._seen: tuple | None = None
         self._seen_trigger: tuple | None = None
-        self._seeded = False
+        self._set_up = False
         self._tables_seen: frozenset[str] | None = None
 
     def silver_versions(self) -> tuple:
@@ -114,12 +114,12 @@ class GoldService:
         context = self.before_build() if self.before_build else None
         started = time.perf_counter()
         if self.build_process is not None:
-            result = self.build_process.build(seeds=not self._seeded)
+            result = self.build_process.build(setup=not self._set_up)
         else:
-            result = run_gold(self.settings, tests=False, seeds=not self._seeded, manifest=self.manifest)
+            result = run_gold(self.settings, tests=False, setup=not self._set_up, manifest=self.manifest)
         seconds = time.perf_counter() - started
         if result["status"] == "ok":
-            self._seen, self._seeded = versions, True
+            self._seen, self._set_up = versions, True
         done = GoldCycle(len(self.cycles) + 1, time.time(), round(seconds, 3), result["status"], versions)
         self.cycles.append(done)
         if self.after_build:

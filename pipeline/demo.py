@@ -344,7 +344,7 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
         ensure_topics(settings)
         if can_warm(settings):
             print(f"demo: warming silver's Spark session on a scratch lake ({WARM_UP_RUNS} runs of "
-                  f"{WARM_UP_EVENTS:,} events, about half a minute) ...", flush=True)
+                  f"{WARM_UP_EVENTS:,} events, under a minute) ...", flush=True)
             state.warm_up_s = round(warm_silver(spark, settings)[0], 1)
             print(f"demo: silver warm in {state.warm_up_s:.1f} s; publishing", flush=True)
         bronze = start_bronze(spark, settings, trigger_seconds=trigger)

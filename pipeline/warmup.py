@@ -3,8 +3,8 @@
 In a fresh JVM the first silver cycles are several times slower than later ones (class loading, JIT compilation,
 code generation for each of a cycle's queries): in the 300 s latency run at 1,000 events/s, silver's backlog rose to
 23,700 rows in the first 30 s, then stayed at 3,000-7,000 (see the README). The same queries run on a scratch lake
-compile what the real cycles reuse. The first run creates the silver tables and the later ones merge into them, so
-both of a cycle's paths are warm.
+compile what the real cycles reuse. The first run creates the silver tables (with the Spark jobs) and the later ones
+merge into them (in one pass, as the service's cycles do: batch/silver/one_pass.py), so both paths are warm.
 
 Why eight runs: most of the warming is the JIT compiling Spark's own planner and executor code, and it takes many
 cycles. In back-to-back cycles of 5,000 rows on an otherwise idle machine, the JVM's compiler threads used 4.9 CPU-s
@@ -57,7 +57,7 @@ def warm_silver(spark: "SparkSession", settings: Settings, events: int = WARM_UP
         bronze = BronzeRows(spark, lake, warm, start, app_id="warm-up")
         for first in range(0, runs * events, events):
             bronze.append(records[first:first + events])
-            figures = run_silver(spark, warm, lake=lake)
+            figures = run_silver(spark, warm, lake=lake, in_one_pass=warm.silver_one_pass)
             read += figures["orders"]["read"] + figures["payments"]["read"]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

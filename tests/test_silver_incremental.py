@@ -39,8 +39,8 @@ from ecomlake.contract import (
 from ecomlake import tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake import get_engine
-from ecomlake.lake.delta_rs import DeltaRsEngine
 from ecomlake.settings import Settings
+from crashing_engine import CrashingEngine, SimulatedCrash
 from silver_rows import T0, Msg, bronze_df, order, payment, without
 
 SILVER_TABLES = tuple(t.name for t in tables.in_layer("silver"))
@@ -231,24 +231,6 @@ def test_late_payment_updates_its_old_order_and_only_its_updated_ts(runs):
     assert after["o3"] == before["o3"]  # untouched: same values, same updated_ts
     # The payment that arrived before its order is applied when the order arrives.
     assert after["o9"]["paid_amount"] == Decimal("7.00") and after["o9"]["fully_paid"] is True
-
-
-class SimulatedCrash(BaseException):
-    pass
-
-
-class CrashingEngine(DeltaRsEngine):
-    """The real delta-rs engine, dying (like a killed driver) after its `survive`-th successful merge."""
-
-    def __init__(self, spark, settings, survive: int):
-        super().__init__(spark, settings)
-        self.survive = survive
-
-    def merge(self, *args, **kwargs):
-        if self.survive == 0:
-            raise SimulatedCrash()
-        self.survive -= 1
-        return super().merge(*args, **kwargs)
 
 
 def test_crash_mid_run_then_rerun_equals_clean_runs(spark, tmp_path_factory, clean):

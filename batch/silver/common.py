@@ -143,6 +143,15 @@ def quarantine_rows(rejected: DataFrame, source_table: str, quarantined_ts: date
     return project(rejected, [values[c] for c in columns(QUARANTINE_DDL)])
 
 
+def increment_rows(classified: DataFrame, table_columns: Sequence[str], typed: dict[str, str]) -> DataFrame:
+    """A classified increment as one row per bronze row: the event table's columns, typed only where the row is valid
+    (an invalid row's values may not even cast), then the raw columns and the reason."""
+    names = [*table_columns, *(c for c in (*RAW_COLUMNS, "reason") if c not in table_columns)]
+    return project(classified, [
+        f"CASE WHEN reason IS NULL THEN {typed[c]} END AS {quoted(c)}" if c in typed else quoted(c) for c in names
+    ])
+
+
 def dedupe(events: DataFrame) -> DataFrame:
     """Copies share an event_id: keep the first to arrive (ARRIVAL), whatever partition it came through."""
     first = Window.partitionBy("event_id").orderBy(*ARRIVAL)

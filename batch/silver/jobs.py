@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from batch.silver import common, enrich, orders, payments
+from batch.silver import common, enrich, one_pass, orders, payments
 from ecomlake.locks import single_writer
 from ecomlake.tables import in_layer
 
@@ -31,21 +31,24 @@ def run_silver(
     echo: Callable[[str], None] | None = None,
     lake: "LakeEngine | None" = None,
     compact: bool = False,
+    in_one_pass: bool = False,
 ) -> dict[str, dict]:
     """Run the jobs (all, in order, or `only` these) in this process, then (`compact`) compact the silver tables
-    under the same lock; returns each job's figures by name."""
+    under the same lock; returns each job's figures by name. `in_one_pass`: all three jobs' work in one pass where
+    batch/silver/one_pass.py applies (the figures then say `one_pass`), the jobs where it does not."""
     from ecomlake.lake import get_engine
 
     lake = lake or get_engine(spark, settings)
     results = {}
     with single_writer(settings.lakehouse_uri, "silver"):
+        fused = one_pass.run(spark, settings, lake) if in_one_pass and not only else None
         for name, job in JOBS.items():
             if only and name not in only:
                 continue
-            stats = job(spark, settings, lake)
+            stats = fused[name] if fused else job(spark, settings, lake)
             if echo:
                 echo(stats.summary())
-            results[name] = stats.as_dict()
+            results[name] = {**stats.as_dict(), "one_pass": bool(fused)}
         if compact:
             started = time.perf_counter()
             files = compact_silver(lake, settings)

@@ -90,14 +90,26 @@ def classify(bronze: DataFrame, max_ahead_s: int = Settings.event_ts_max_ahead_s
     return doc.withColumn("reason", common.first_reason(rules)).drop("_json")
 
 
+def _typed() -> dict[str, str]:
+    """The SQL of each typed event column of a classified row (lineage columns are taken as they are)."""
+    typed = {c: f"_doc.{quoted(c)}" for c in ORDER_REQUIRED}
+    return {**typed, "event_ts": "_event_ts", "event_date": "to_date(_event_ts)"}
+
+
 def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(valid order events with typed columns and lineage, rejected bronze rows with their reason)."""
-    typed = {c: f"_doc.{quoted(c)} AS {quoted(c)}" for c in ORDER_REQUIRED if c != "event_ts"}
+    typed = _typed()
     valid = project(classified.filter("reason IS NULL"), [
-        "_event_ts AS event_ts" if c == "event_ts" else typed.get(c, quoted(c)) for c in EVENT_COLUMNS
+        f"{typed[c]} AS {quoted(c)}" if c in typed else quoted(c) for c in EVENT_COLUMNS
     ])
     rejected = project(classified.filter("reason IS NOT NULL"), map(quoted, (*common.RAW_COLUMNS, "reason")))
     return valid, rejected
+
+
+def increment_rows(classified: DataFrame) -> DataFrame:
+    """Every classified row as one row: order_events' columns (NULL unless the row is valid), the raw columns and
+    the reason. What silver's one-pass cycle collects (batch/silver/one_pass.py)."""
+    return common.increment_rows(classified, EVENT_TABLE_COLUMNS, _typed())
 
 
 def validate(bronze: DataFrame) -> tuple[DataFrame, DataFrame]:

@@ -92,18 +92,31 @@ def classify(bronze: DataFrame, max_ahead_s: int = Settings.event_ts_max_ahead_s
     ).drop("_json")
 
 
+def _typed() -> dict[str, str]:
+    """The SQL of each typed payments_clean column of a classified row (lineage columns are taken as they are)."""
+    return {
+        "event_id": "_event_id",
+        "amount": f"CAST(CAST(_doc.amount_cents AS decimal(20,0)) / 100 AS {MONEY_TYPE})",
+        "event_ts": "_event_ts",
+        "event_date": "to_date(_event_ts)",
+        **{c: f"_doc.{c}" for c in ("payment_id", "order_id", "amount_cents", "currency", "status", "method")},
+    }
+
+
 def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(valid payments as payments_clean rows, rejected bronze rows with their reason)."""
-    values = {
-        "event_id": "_event_id AS event_id",
-        "amount": f"CAST(CAST(_doc.amount_cents AS decimal(20,0)) / 100 AS {MONEY_TYPE}) AS amount",
-        "event_ts": "_event_ts AS event_ts",
-        "event_date": "to_date(_event_ts) AS event_date",
-        **{c: f"_doc.{c} AS {c}" for c in ("payment_id", "order_id", "amount_cents", "currency", "status", "method")},
-    }
-    valid = project(classified.filter("reason IS NULL"), [values.get(c, quoted(c)) for c in CLEAN_COLUMNS])
+    typed = _typed()
+    valid = project(classified.filter("reason IS NULL"), [
+        f"{typed[c]} AS {quoted(c)}" if c in typed else quoted(c) for c in CLEAN_COLUMNS
+    ])
     rejected = project(classified.filter("reason IS NOT NULL"), map(quoted, (*common.RAW_COLUMNS, "reason")))
     return valid, rejected
+
+
+def increment_rows(classified: DataFrame) -> DataFrame:
+    """Every classified row as one row: payments_clean's columns (NULL unless the row is valid), the raw columns
+    and the reason. What silver's one-pass cycle collects (batch/silver/one_pass.py)."""
+    return common.increment_rows(classified, CLEAN_COLUMNS, _typed())
 
 
 def validate(bronze: DataFrame) -> tuple[DataFrame, DataFrame]:

@@ -79,7 +79,8 @@ class SilverService:
         compact = bool(every) and number % every == 0
         started = time.perf_counter()
         try:
-            figures = run_silver(self.spark, self.settings, lake=self.lake, compact=compact)
+            figures = run_silver(self.spark, self.settings, lake=self.lake, compact=compact,
+                                 in_one_pass=self.settings.silver_one_pass)
         finally:
             context.setLocalProperty("spark.jobGroup.id", None)
         seconds = time.perf_counter() - started
@@ -97,9 +98,10 @@ class SilverService:
         return done
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            if self.cycle() is None:
-                self.stop.wait(self.poll_s)
+        with self.lake.kept_open():
+            while not self.stop.is_set():
+                if self.cycle() is None:
+                    self.stop.wait(self.poll_s)
 
 
 def serve(spark: "SparkSession", settings: "Settings") -> int:

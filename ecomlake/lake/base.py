@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -17,6 +18,11 @@ class LakeEngine(ABC):
     def __init__(self, spark: "SparkSession", settings: "Settings") -> None:
         self.spark = spark
         self.settings = settings
+
+    @contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """Within, a long-running writer's thread may keep its tables open between calls (see DeltaRsEngine)."""
+        yield
 
     # --- table state -------------------------------------------------------------------------------
     @abstractmethod

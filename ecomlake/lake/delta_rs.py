@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake import delta_log
@@ -11,11 +13,26 @@ from ecomlake.lake.base import LakeEngine
 from ecomlake.lake.fs import delta_rs_location
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import DataFrame
 
 
 class DeltaRsEngine(LakeEngine):
     name = "delta-rs"
+
+    @contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """Within, this thread opens each table once and then reads only the commits added since (for a long-running
+        writer). Opening a table replays its log from the last checkpoint, and a silver cycle opened tables 20 times:
+        in the last quarter of a 300 s run at 1,000 events/s that took 0.65 s of a 3.1 s cycle, and in 60 cycles of
+        2,500 rows on 250k bronze the median cycle grew from 1.21 s (first ten) to 1.74 s (last ten); 1.15 to 1.27 s
+        with the tables kept open."""
+        outer = getattr(_kept, "tables", None)
+        _kept.tables = {} if outer is None else outer
+        try:
+            yield
+        finally:
+            _kept.tables = outer
 
     # --- bronze: table state, idempotent appends, reads (issue 3) -----------------------------------
     def exists(self, uri: str) -> bool:
@@ -34,16 +51,20 @@ class DeltaRsEngine(LakeEngine):
         self, df: "DataFrame", uri: str, app_id: str, txn_version: int, partition_by: Sequence[str] = ()
     ) -> bool:
         """The batch is collected to Arrow on the driver (micro-batches are bounded by maxOffsetsPerTrigger) and
-        committed by delta-rs together with the (app_id, txn_version) application transaction."""
+        committed by delta-rs together with the (app_id, txn_version) application transaction. `df` may also be an
+        Arrow table (silver's one-pass cycle)."""
+        import pyarrow as pa
         from deltalake import write_deltalake
 
-        done = self.txn_version(uri, app_id)
+        table = _open(uri) if self.exists(uri) else None
+        done = table.transaction_version(app_id) if table is not None else None
         if done is not None and done >= txn_version:
             return False
         location, options = delta_rs_location(uri)
         write_deltalake(
-            location, _nullable(df.toArrow()), mode="append", partition_by=list(partition_by) or None,
-            schema_mode="merge", commit_properties=_commit_properties(app_id, txn_version), storage_options=options,
+            table or location, _nullable(df if isinstance(df, pa.Table) else df.toArrow()), mode="append",
+            partition_by=list(partition_by) or None, schema_mode="merge",
+            commit_properties=_commit_properties(app_id, txn_version), storage_options=options,
         )
         return True
 
@@ -60,6 +81,32 @@ class DeltaRsEngine(LakeEngine):
             table.metadata().partition_columns, adds,
         )
 
+    def rows_matching(self, uri: str, keys: dict) -> "pa.Table":
+        """The latest rows whose value in any of the `keys` columns is among that column's values (an Arrow array),
+        read by delta-rs straight from the table's Parquet into Arrow. For a few thousand keys in a table of 140k
+        rows this takes about 15 ms; the same lookup as a Spark job takes 155 ms.
+
+        The rows are filtered batch by batch after the scan, not by a scan filter: delta-rs writes its strings as
+        string_view, and pyarrow's scan filter then fails on files whose statistics it compares with plain strings
+        (random ids make statistics useless here anyway)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = _open(uri)
+        _check_readable(table, uri)
+        dataset = table.to_pyarrow_dataset()
+        if not keys:
+            return dataset.schema.empty_table()
+        found = []
+        for batch in dataset.to_batches(columns=dataset.schema.names):
+            matches = [pc.is_in(batch[column], value_set=values.cast(batch.schema.field(column).type))
+                       for column, values in keys.items()]
+            mask = matches[0]
+            for match in matches[1:]:
+                mask = pc.or_kleene(mask, match)
+            found.append(batch.filter(mask))
+        return pa.Table.from_batches(found, schema=dataset.schema)
+
     # --- silver: merge, history and maintenance ----------------------------------------------------
     def merge_counted(self, df, uri, keys, **options) -> int:
         """The rows are collected to Arrow once, counted there and merged: one Spark job, no cached copy."""
@@ -70,10 +117,10 @@ class DeltaRsEngine(LakeEngine):
     def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None):
         """`df` is a Spark DataFrame, or the Arrow table merge_counted collected from one."""
         import pyarrow as pa
-        from deltalake import DeltaTable, write_deltalake
+        from deltalake import write_deltalake
 
         path, options = delta_rs_location(uri)
-        table = DeltaTable(path, storage_options=options) if DeltaTable.is_deltatable(path, options) else None
+        table = _open(uri) if self.exists(uri) else None
         if table is not None and app_id is not None and txn_version is not None:
             done = table.transaction_version(app_id)
             if done is not None and done >= txn_version:
@@ -98,8 +145,7 @@ class DeltaRsEngine(LakeEngine):
         if commit is None:
             return False
         # delta-rs skips the commit of a merge that changes no row: record the consumed batch with an empty append.
-        write_deltalake(path, data.schema.empty_table(), mode="append", schema_mode="merge",
-                        commit_properties=commit, storage_options=options)
+        write_deltalake(table, data.schema.empty_table(), mode="append", schema_mode="merge", commit_properties=commit)
         return True
 
     def history(self, uri: str, limit: int | None = None) -> list[dict]:
@@ -126,12 +172,24 @@ class DeltaRsEngine(LakeEngine):
         )
 
 
+_kept = threading.local()
+
+
 def _open(uri: str, version: int | None = None):
-    """The delta-rs table at a lake URI (s3a:// mapped to s3://, S3 options from the settings: lake.fs)."""
+    """The delta-rs table at a lake URI (s3a:// mapped to s3://, S3 options from the settings: lake.fs); within
+    DeltaRsEngine.kept_open, the thread's open table brought up to date."""
     from deltalake import DeltaTable
 
     location, options = delta_rs_location(uri)
-    return DeltaTable(location, version=version, storage_options=options)
+    kept = getattr(_kept, "tables", None)
+    if kept is None or version is not None:
+        return DeltaTable(location, version=version, storage_options=options)
+    table = kept.get(location)
+    if table is None:
+        table = kept[location] = DeltaTable(location, storage_options=options)
+    else:
+        table.update_incremental()
+    return table
 
 
 def _commit_properties(app_id: str | None, txn_version: int | None):

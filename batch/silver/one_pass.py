@@ -1,0 +1,345 @@
+"""Silver's cycle in one pass (the continuous service, on the delta-rs engine): the three silver jobs' work with two
+Spark actions instead of eleven.
+
+Why: on this 2-core machine a Spark action costs about 50 ms from Python before it reads a row, and a lookup of 4,000
+keys in a table of 140k rows takes 155 ms as a Spark job and 15 ms read by delta-rs into Arrow. The jobs run 27 Spark
+jobs for a cycle, about 3.5 s for 5,000 rows on an idle machine and almost all of it fixed cost, and an event waits
+1.5 cycles in silver. So Spark does here what needs it: the contract checks of both bronze increments, with the jobs'
+own `classify`. The rest of the cycle touches a few thousand rows. The stored rows of the touched keys are read by
+delta-rs, and deduplication, the orders' fold, enrichment and the changed-rows comparisons run as SQL in an in-process
+DuckDB over Arrow, with the jobs' rules (the docstrings of common, orders and enrich).
+
+The commits are the jobs' commits: the same rows, tables, partitioning and application transactions, in the same
+order (orders_clean, order_events, quarantine; payments_clean, quarantine; order_payments_enriched). Where a job's
+merge only inserts (order_events, payments_clean, quarantine), the cycle appends the rows it found new instead: a
+merge reads the whole table to find the keys, which the cycle has looked up already. The jobs and this
+cycle can take over from each other at any commit. The cycle runs only when every target has consumed the same bronze
+versions and enrichment is up to date (after a crash between two commits, the jobs, which resume each target on its
+own, complete the cycle), and for increments of at most MAX_INCREMENT_ROWS bronze rows (a backfill goes through
+Spark). tests/test_silver_one_pass.py runs both on the same bronze and compares every silver table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Sequence
+
+from batch.silver import common, enrich, orders, payments
+from ecomlake.contract import MONEY_TYPE
+from ecomlake.lake import delta_log
+from ecomlake.tables import (
+    BRONZE_KEYS,
+    ORDER_EVENTS,
+    ORDER_PAYMENTS_ENRICHED,
+    ORDERS_CLEAN,
+    ORDERS_RAW,
+    PAYMENTS_CLEAN,
+    PAYMENTS_RAW,
+    QUARANTINE,
+    with_incarnation,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    from pyspark.sql import SparkSession
+
+    from ecomlake.lake import LakeEngine
+    from ecomlake.settings import Settings
+
+MAX_INCREMENT_ROWS = 100_000
+RAW = (*common.RAW_COLUMNS, "reason")
+
+
+class NotApplicable(Exception):
+    """The one-pass cycle does not apply to this state of the lake: the jobs run instead."""
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def names(columns: Sequence[str], prefix: str = "") -> str:
+    return ", ".join(prefix + q(c) for c in columns)
+
+
+ARRIVAL = ", ".join(f"{q(c)} NULLS FIRST" for c in common.ARRIVAL)
+LATEST = ", ".join(f"{q(c)} DESC NULLS LAST" for c in ("event_ts", "incarnation", "offset", "partition"))
+
+
+def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine") -> dict[str, common.JobStats] | None:
+    """One cycle, with each job's figures by name (orders, payments, enrich); None when it does not apply. The
+    caller holds silver's lock."""
+    import duckdb
+
+    if lake.name != "delta-rs":
+        return None
+    db = duckdb.connect()
+    try:
+        return _Cycle(spark, settings, lake, db).run()
+    except NotApplicable:
+        return None
+    finally:
+        db.close()
+
+
+class _Cycle:
+    def __init__(self, spark, settings, lake, db: "duckdb.DuckDBPyConnection"):
+        self.spark, self.settings, self.lake, self.db = spark, settings, lake, db
+        self.uri = {t.name: t.uri(settings) for t in (ORDERS_CLEAN, ORDER_EVENTS, PAYMENTS_CLEAN,
+                                                      ORDER_PAYMENTS_ENRICHED, QUARANTINE)}
+        self.now = common.run_timestamp()
+        self.schemas: dict = {}
+        db.execute("SET TimeZone = 'UTC'")
+
+    # --- the cycle ---------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, common.JobStats]:
+        lake, uri = self.lake, self.uri
+        bronze = {"orders": ORDERS_RAW.uri(self.settings), "payments": PAYMENTS_RAW.uri(self.settings)}
+        if not all(lake.exists(u) for u in (*bronze.values(), *uri.values())):
+            raise NotApplicable
+        targets = {"orders": (orders.APP_ID, (ORDERS_CLEAN, ORDER_EVENTS, QUARANTINE)),
+                   "payments": (payments.APP_ID, (PAYMENTS_CLEAN, QUARANTINE))}
+        span = {}
+        for job, (app, tables) in targets.items():
+            consumed = {common.consumed(lake, uri[t.name], app) for t in tables}
+            if len(consumed) != 1 or None in consumed:
+                raise NotApplicable
+            span[job] = (consumed.pop(), lake.version(bronze[job]))
+        enriched = enrich.unpack_versions(common.consumed(lake, uri[ORDER_PAYMENTS_ENRICHED.name], enrich.APP_ID))
+        for table, done in zip((ORDER_EVENTS, PAYMENTS_CLEAN), enriched):
+            # Enrichment must have taken every data change; a compaction since commits none.
+            if done is None or delta_log.added_files(uri[table.name], done, lake.version(uri[table.name])):
+                raise NotApplicable
+        if sum(_pending_rows(bronze[job], *span[job]) for job in span) > MAX_INCREMENT_ROWS:
+            raise NotApplicable
+        modules = {"orders": orders, "payments": payments}
+        increments = self.increments({job: (modules[job], bronze[job], *span[job]) for job in span})
+        figures = {job: self.events_job(job, modules[job], increments[job], *span[job]) for job in span}
+        figures["enrich"] = self.enrich(enriched)
+        return figures
+
+    def increments(self, spans: dict) -> dict:
+        """Each job's bronze increment, classified by Spark and collected to Arrow (None when there is none). The two
+        Spark actions run at once: most of an action's time is the driver planning and waiting, not the 2 cores."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from pyspark import inheritable_thread_target
+
+        def collect(module, uri: str, start: int, end: int) -> "pa.Table | None":
+            if start == end:
+                return None
+            classified = module.classify(with_incarnation(self.lake.changes_since(uri, start, end)),
+                                         max_ahead_s=self.settings.event_ts_max_ahead_s)
+            return module.increment_rows(classified).toArrow()
+
+        with ThreadPoolExecutor(max_workers=len(spans)) as pool:
+            in_thread = inheritable_thread_target(self.spark)(collect)  # the cycle's job group counts its jobs
+            futures = {job: pool.submit(in_thread, *span) for job, span in spans.items()}
+            return {job: future.result() for job, future in futures.items()}
+
+    def events_job(self, job: str, module, increment: "pa.Table | None", start: int, end: int) -> common.JobStats:
+        """What run_increment does with the job's writers: the increment's events, the orders' fold, quarantine."""
+        stats = common.JobStats(job)
+        stats.source_from, stats.source_to = start, end
+        if increment is None:
+            return stats.done(f"up to date (bronze v{end})")
+        folds = module is orders
+        table = ORDER_EVENTS if folds else PAYMENTS_CLEAN
+        self.db.register("increment", increment)
+        columns = table.columns
+        self.view("valid", f"SELECT {names(columns)} FROM increment WHERE reason IS NULL")
+        keys = self.db.execute("SELECT DISTINCT event_id, order_id FROM valid").to_arrow_table()
+        ids, order_ids = keys["event_id"].unique(), keys["order_id"].unique()
+        self.stored("stored", table, {"event_id": ids, **({"order_id": order_ids} if folds else {})})
+        stats.read = increment.num_rows
+        rejected = self.scalar("SELECT count(*) FROM increment WHERE reason IS NOT NULL")
+        self.new_and_conflicting(columns)
+        if folds:
+            self.stored("clean_stored", ORDERS_CLEAN, {"order_id": order_ids})
+            rows = self.fold_changed()
+            stats.written += self.merge(rows, ORDERS_CLEAN, module.APP_ID, end)
+        written = self.append(self.db.execute("SELECT * FROM new").to_arrow_table(), table, module.APP_ID, end)
+        conflicts = self.scalar("SELECT count(*) FROM conflicts")
+        stats.valid += written
+        if not folds:
+            stats.written += written
+        stats.duplicates += stats.read - rejected - written - conflicts
+        self.db.execute(f"CREATE OR REPLACE TEMP TABLE {job}_new AS SELECT order_id FROM new")
+        stats.quarantined += self.append(self.quarantine_rows(module.SOURCE_TABLE), QUARANTINE, module.APP_ID, end)
+        self.db.unregister("increment")
+        return stats.done()
+
+    def new_and_conflicting(self, columns: Sequence[str]) -> None:
+        """write_events' two sets: `new`, the first copy (in arrival order) of each valid event_id that silver does not
+        hold yet; `conflicts`, the coordinates of the valid copies whose content differs from the copy silver keeps."""
+        content = [c for c in columns if c not in common.LINEAGE and c != "event_date"]
+        self.view("held", f"SELECT {names(columns)} FROM stored WHERE event_id IN (SELECT event_id FROM valid)")
+        self.table("new", f"""
+            SELECT {names(columns)} FROM (
+                SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY {ARRIVAL}) AS _copy FROM valid
+            ) AS copies
+            WHERE _copy = 1 AND NOT EXISTS (SELECT 1 FROM held WHERE held.event_id = copies.event_id)""")
+        same_copy = " AND ".join(f"v.{q(c)} = k.{q(c)}" for c in BRONZE_KEYS)
+        differs = " OR ".join(f"v.{q(c)} IS DISTINCT FROM k.{q(c)}" for c in content)
+        self.table("conflicts", f"""
+            SELECT {names(BRONZE_KEYS, 'v.')} FROM valid AS v
+            JOIN (SELECT * FROM held UNION ALL SELECT * FROM new) AS k ON v.event_id = k.event_id
+            WHERE NOT ({same_copy}) AND ({differs})""")
+
+    def fold_changed(self) -> "pa.Table":
+        """orders.write_clean: the touched orders folded again from their stored events plus the increment's, and
+        only the rows that differ from orders_clean."""
+        columns = ORDER_EVENTS.columns
+        self.table("history", f"""
+            SELECT {names(columns)} FROM (
+                SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY {ARRIVAL}) AS _copy FROM (
+                    SELECT {names(columns)} FROM stored WHERE order_id IN (SELECT order_id FROM valid)
+                    UNION ALL SELECT {names(columns)} FROM valid
+                ) AS events
+            ) AS copies WHERE _copy = 1""")
+        clean = ORDERS_CLEAN.columns
+        derived = {"order_ts": "first_seen.order_ts", "event_date": "CAST(latest.event_ts AS DATE)"}
+        self.table("fresh", f"""
+            WITH latest AS (
+                SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY order_id ORDER BY {LATEST}) AS _rank
+                               FROM history) AS ranked WHERE _rank = 1
+            ), first_seen AS (
+                SELECT order_id, coalesce(min(event_ts) FILTER (WHERE event_type = 'order_created'), min(event_ts))
+                       AS order_ts
+                FROM history GROUP BY order_id
+            )
+            SELECT {', '.join(f'{derived.get(c, "latest." + q(c))} AS {q(c)}' for c in clean)}
+            FROM latest JOIN first_seen ON latest.order_id = first_seen.order_id""")
+        return self.changed("fresh", "clean_stored", clean)
+
+    def quarantine_rows(self, source_table: str) -> "pa.Table":
+        """common.write_quarantine's rows: the rejected rows and the conflicting copies, with reason and source."""
+        on = " AND ".join(f"c.{q(k)} = i.{q(k)}" for k in BRONZE_KEYS)
+        values = {"quarantined_ts": "CAST($now AS TIMESTAMPTZ)", "source_table": "$source"}
+        return self.db.execute(f"""
+            SELECT {', '.join(f'{values.get(c, q(c))} AS {q(c)}' for c in QUARANTINE.columns)} FROM (
+                SELECT {names(RAW)} FROM increment WHERE reason IS NOT NULL
+                UNION ALL
+                SELECT {names(common.RAW_COLUMNS, 'i.')}, '{common.CONFLICTING_COPY}' FROM increment AS i
+                WHERE EXISTS (SELECT 1 FROM conflicts AS c WHERE {on})
+            ) AS rejected""", {"now": self.now, "source": source_table}).to_arrow_table()
+
+    def enrich(self, before: tuple) -> common.JobStats:
+        """enrich.run for the orders whose events or payments this cycle added, from the tables as committed
+        (`before`: the order_events and payments_clean versions enrichment had consumed)."""
+        lake, uri = self.lake, self.uri
+        stats = common.JobStats("enrich")
+        events_v, payments_v = lake.version(uri[ORDER_EVENTS.name]), lake.version(uri[PAYMENTS_CLEAN.name])
+        target = enrich.pack_versions(events_v, payments_v)
+        if target == enrich.pack_versions(*before):
+            return stats.done(f"up to date (order_events v{events_v}, payments_clean v{payments_v})")
+        stats.source_from, stats.source_to = before[0], events_v
+        stats.span = (f"orders touched in order_events {enrich._span(before[0], events_v)}, "
+                      f"payments_clean {enrich._span(before[1], payments_v)}")
+        parts = [f"SELECT order_id FROM {job}_new" for job in ("orders", "payments") if self.exists(f"{job}_new")]
+        touched = self.db.execute(
+            f"SELECT DISTINCT order_id FROM ({' UNION ALL '.join(parts) or 'SELECT NULL::VARCHAR AS order_id'}) "
+            "AS t WHERE order_id IS NOT NULL").to_arrow_table()["order_id"].combine_chunks()
+        for name, table in (("e_orders", ORDERS_CLEAN), ("e_events", ORDER_EVENTS), ("e_payments", PAYMENTS_CLEAN),
+                            ("e_stored", ORDER_PAYMENTS_ENRICHED)):
+            self.stored(name, table, {"order_id": touched})
+        self.table("e_fresh", f"""
+            WITH o AS (
+                SELECT order_id, user_id, total_amount, currency, status, order_ts FROM e_orders
+            ), published AS (
+                SELECT order_id, max(kafka_timestamp) AS _order_published FROM e_events GROUP BY order_id
+            ), p AS (
+                SELECT e_payments.*, o.currency AS _order_currency FROM e_payments JOIN o USING (order_id)
+            ), totals AS (
+                SELECT order_id,
+                       sum(CASE WHEN currency = _order_currency AND status = 'captured' THEN amount
+                                WHEN currency = _order_currency AND status = 'refunded' THEN -amount
+                                ELSE CAST(0 AS {MONEY_TYPE}) END) AS _paid,
+                       max(event_ts) AS last_payment_ts, max(kafka_timestamp) AS _payments_published
+                FROM p GROUP BY order_id
+            ), joined AS (
+                SELECT o.*, _order_published, TRY_CAST(coalesce(_paid, 0) AS {MONEY_TYPE}) AS paid_amount,
+                       last_payment_ts, _payments_published
+                FROM o LEFT JOIN published USING (order_id) LEFT JOIN totals USING (order_id)
+            )
+            SELECT {names(enrich.VALUE_COLUMNS[:6])},
+                   status != 'cancelled' AND paid_amount >= total_amount AS fully_paid,
+                   order_ts, last_payment_ts, greatest(_order_published, _payments_published) AS last_published_ts
+            FROM joined""")
+        changed = self.changed_sql("e_fresh", "e_stored", enrich.VALUE_COLUMNS)
+        rows = self.db.execute(f"SELECT *, CAST($now AS TIMESTAMPTZ) AS updated_ts FROM ({changed}) AS changed",
+                               {"now": self.now}).to_arrow_table()
+        stats.written = stats.valid = self.merge(rows, ORDER_PAYMENTS_ENRICHED, enrich.APP_ID, target)
+        stats.read = len(touched)
+        return stats.done()
+
+    # --- DuckDB and the lake -----------------------------------------------------------------------------------
+    def stored(self, name: str, table, keys: dict) -> None:
+        """Registers the stored rows of `table` matching `keys` (incarnation as the jobs read it: NULL is 0)."""
+        import pyarrow.compute as pc
+
+        rows = self.lake.rows_matching(self.uri[table.name], keys)
+        if set(table.columns) - set(rows.column_names):
+            raise NotApplicable
+        rows = rows.set_column(rows.column_names.index("incarnation"), "incarnation",
+                               pc.fill_null(rows["incarnation"], 0)) if "incarnation" in rows.column_names else rows
+        self.schemas[table.name] = rows.schema
+        self.db.register(name, rows)
+
+    def changed_sql(self, fresh: str, stored: str, columns: Sequence[str]) -> str:
+        """common.changed_only: rows of `fresh` that are new or differ (NULL-safe) from their `stored` row."""
+        same = " AND ".join(f"f.{q(c)} IS NOT DISTINCT FROM s.{q(c)}" for c in columns if c != "order_id")
+        return (f"SELECT {names(columns, 'f.')} FROM {fresh} AS f"
+                f" LEFT JOIN (SELECT *, true AS _old_exists FROM {stored}) AS s ON f.order_id = s.order_id"
+                f" WHERE s._old_exists IS NULL OR NOT ({same})")
+
+    def changed(self, fresh: str, stored: str, columns: Sequence[str]) -> "pa.Table":
+        return self.db.execute(self.changed_sql(fresh, stored, columns)).to_arrow_table()
+
+    def merge(self, rows: "pa.Table", table, app_id: str, txn_version: int) -> int:
+        """The job's merge of `rows` into `table` on its keys; returns the rows merged."""
+        rows = self.typed(rows, table)
+        self.lake.merge(rows, self.uri[table.name], list(table.keys), partition_by=list(table.partition_by),
+                        app_id=app_id, txn_version=txn_version)
+        return rows.num_rows
+
+    def append(self, rows: "pa.Table", table, app_id: str, txn_version: int) -> int:
+        """The job's insert-only merge as an append: `rows` hold no key the table holds (the cycle looked them up
+        at the version it writes on, under silver's lock), so the merge's scan of the whole table is not needed."""
+        rows = self.typed(rows, table)
+        self.lake.append_batch(rows, self.uri[table.name], app_id, txn_version, partition_by=list(table.partition_by))
+        return rows.num_rows
+
+    def typed(self, rows: "pa.Table", table) -> "pa.Table":
+        """`rows` in the table's column order and Arrow types."""
+        import pyarrow as pa
+
+        if table.name not in self.schemas:
+            self.schemas[table.name] = self.lake.rows_matching(self.uri[table.name], {}).schema
+        schema = self.schemas[table.name]
+        return rows.select(table.columns).cast(pa.schema([schema.field(c).with_nullable(True) for c in table.columns]))
+
+    def view(self, name: str, sql: str) -> None:
+        self.db.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+    def table(self, name: str, sql: str) -> None:
+        self.db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def scalar(self, sql: str) -> int:
+        return self.db.execute(sql).fetchone()[0]
+
+    def exists(self, name: str) -> bool:
+        return bool(self.scalar(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{name}'"))
+
+
+def _pending_rows(uri: str, start: int, end: int) -> int:
+    """Bronze rows committed after `start` up to `end`, from the commits' file statistics (more than the limit when a
+    file has none)."""
+    total = 0
+    for add in delta_log.added_files(uri, start, end) if start < end else []:
+        stats = json.loads(add.get("stats") or "{}")
+        if "numRecords" not in stats:
+            return MAX_INCREMENT_ROWS + 1
+        total += stats["numRecords"]
+    return total
