@@ -3,9 +3,9 @@
 The batch command parses the dbt project, loads the seeds and runs the tests on every invocation. The service parses
 once (dbt then runs from that manifest), loads the seeds and creates the views on its first build only, leaves the
 data and unit tests to `ecomlake gold --test-only` (Airflow's schedule, CI) and builds as soon as a table gold reads
-has a new commit, which it learns from a listing of their Delta logs. fct_sales_minute is incremental: a build recomputes only the minutes
-whose orders changed. A build is the same one `ecomlake gold` runs, so stopping or killing the service between or
-during builds loses nothing: the next build picks up from gold's watermark.
+has a new commit, which it learns from a listing of their Delta logs. fct_sales_minute is incremental: a build
+recomputes only the minutes whose orders changed. A build is the same one `ecomlake gold` runs, so stopping or
+killing the service between or during builds loses nothing: the next build picks up from gold's watermark.
 
 On the trino target dbt reads silver through Trino's Delta catalog, which lists only the tables registered in its
 metastore, and silver's tables appear on the lake after the stack has started (a table new to silver later). So

@@ -91,7 +91,8 @@ def test_the_one_pass_cycle_writes_what_the_jobs_write(spark, settings):
     # A crash after any commit of a one-pass cycle (with its tables kept open, as the service keeps them), then the
     # next cycle: the jobs complete each target from where it stopped, and silver is what it would have been.
     for after in CRASH_AFTER:
-        crashed = dataclasses.replace(lakes["one_pass"], lakehouse_uri=f"{lakes['one_pass'].lakehouse_uri}-crash-{after}")
+        crashed = dataclasses.replace(lakes["one_pass"],
+                                      lakehouse_uri=f"{lakes['one_pass'].lakehouse_uri}-crash-{after}")
         lake = CrashingEngine(spark, crashed, survive=after)
         with lake.kept_open():
             with pytest.raises(SimulatedCrash):

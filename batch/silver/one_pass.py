@@ -98,11 +98,11 @@ class _Cycle:
         bronze = {"orders": ORDERS_RAW.uri(self.settings), "payments": PAYMENTS_RAW.uri(self.settings)}
         if not all(lake.exists(u) for u in (*bronze.values(), *uri.values())):
             raise NotApplicable
-        targets = {"orders": (orders.APP_ID, (ORDERS_CLEAN, ORDER_EVENTS, QUARANTINE)),
-                   "payments": (payments.APP_ID, (PAYMENTS_CLEAN, QUARANTINE))}
+        targets = {"orders": (orders, (ORDERS_CLEAN, ORDER_EVENTS, QUARANTINE)),
+                   "payments": (payments, (PAYMENTS_CLEAN, QUARANTINE))}
         span = {}
-        for job, (app, tables) in targets.items():
-            consumed = {common.consumed(lake, uri[t.name], app) for t in tables}
+        for job, (module, tables) in targets.items():
+            consumed = {common.consumed(lake, uri[t.name], module.APP_ID) for t in tables}
             if len(consumed) != 1 or None in consumed:
                 raise NotApplicable
             span[job] = (consumed.pop(), lake.version(bronze[job]))
@@ -113,9 +113,8 @@ class _Cycle:
                 raise NotApplicable
         if sum(_pending_rows(bronze[job], *span[job]) for job in span) > MAX_INCREMENT_ROWS:
             raise NotApplicable
-        modules = {"orders": orders, "payments": payments}
-        increments = self.increments({job: (modules[job], bronze[job], *span[job]) for job in span})
-        figures = {job: self.events_job(job, modules[job], increments[job], *span[job]) for job in span}
+        increments = self.increments({job: (targets[job][0], bronze[job], *span[job]) for job in span})
+        figures = {job: self.events_job(job, targets[job][0], increments[job], *span[job]) for job in span}
         figures["enrich"] = self.enrich(enriched)
         return figures
 
