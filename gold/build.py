@@ -156,16 +156,24 @@ def node_failures(result) -> list[str]:
     return lines
 
 
+SALES_FIRST = "+fct_sales_minute"
+
+
 def build(settings: Settings, full_refresh: bool = False, tests: bool = True, quiet: bool = False,
-          setup: bool = True, manifest=None):
+          setup: bool = True, manifest=None, select: Sequence[str] = (), exclude: Sequence[str] = ()):
     """`dbt build`: seeds, models and (unless tests=False) data and unit tests, in dependency order. setup=False
     leaves out what an earlier build of the same manifest created for good, the seeds and the views (the
-    continuous service's later builds: five of its thirteen nodes, 0.9 s → 0.75 s a build on an idle machine)."""
+    continuous service's later builds: five of its thirteen nodes, 0.9 s → 0.75 s a build on an idle machine), and
+    the rewrite of target/manifest.json and run_results.json, which the first build wrote (0.80 s → 0.72 s)."""
     command = ["build"]
     if full_refresh:
         command.append("--full-refresh")
+    if not setup:
+        command.append("--no-write-json")
     excluded = ([] if tests else ["resource_type:test", "resource_type:unit_test"]) + (
-        [] if setup else ["resource_type:seed", "config.materialized:view"])
+        [] if setup else ["resource_type:seed", "config.materialized:view"]) + list(exclude)
+    if select:
+        command += ["--select", *select]
     if excluded:
         command += ["--exclude", *excluded]
     with single_writer(settings.lakehouse_uri, "gold"):
@@ -208,21 +216,34 @@ def publish_read_snapshot(settings: Settings) -> Path | None:
 
 def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False, setup: bool = True,
              manifest=None) -> dict:
-    """One quiet gold build for the demo scheduler: {"status": ok|failed|waiting, "duration_s", "errors"}.
-    "waiting" means silver is not there yet (normal at start-up)."""
+    """One quiet gold build for the demo scheduler: {"status": ok|failed|waiting, "duration_s", "errors",
+    "sales_visible_at"}. "waiting" means silver is not there yet (normal at start-up).
+
+    A build with setup=False (the continuous service's) runs and publishes fct_sales_minute and what it reads first
+    (SALES_FIRST), then the other models: the dashboards' headline panels do not wait for the payment, cancellation,
+    quarantine and currency facts. `sales_visible_at` is when readers could see that first part (time.time())."""
     started = time.perf_counter()
     missing = missing_silver_tables(settings)
     if missing:
-        return {"status": "waiting", "duration_s": 0.0, "errors": [f"silver tables missing: {', '.join(missing)}"]}
+        return {"status": "waiting", "duration_s": 0.0, "errors": [f"silver tables missing: {', '.join(missing)}"],
+                "sales_visible_at": None}
+    parts = [{}] if setup else [{"select": (SALES_FIRST,)}, {"exclude": (SALES_FIRST,)}]
+    sales_visible_at = None
     try:
-        result = build(settings, full_refresh=full_refresh, tests=tests, quiet=True, setup=setup, manifest=manifest)
+        for part in parts:
+            result = build(settings, full_refresh=full_refresh, tests=tests, quiet=True, setup=setup,
+                           manifest=manifest, **part)
+            if not result.success:
+                break
+            sales_visible_at = sales_visible_at or time.time()
         errors = node_failures(result)
         status = "ok" if result.success else "failed"
         if not result.success and not errors and result.exception is not None:
             errors = [str(result.exception).splitlines()[0]]
     except EcomlakeError as err:
         status, errors = "failed", [str(err)]
-    return {"status": status, "duration_s": round(time.perf_counter() - started, 3), "errors": errors}
+    return {"status": status, "duration_s": round(time.perf_counter() - started, 3), "errors": errors,
+            "sales_visible_at": sales_visible_at}
 
 
 def freshness(settings: Settings, warn_after: int | None = None, error_after: int | None = None, quiet: bool = False):

@@ -41,6 +41,7 @@ class GoldCycle:
     seconds: float
     status: str
     silver_versions: tuple
+    sales_visible_at: float | None = None  # when fct_sales_minute was published, before the rest (gold.build.run_gold)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -120,7 +121,8 @@ class GoldService:
         seconds = time.perf_counter() - started
         if result["status"] == "ok":
             self._seen, self._set_up = versions, True
-        done = GoldCycle(len(self.cycles) + 1, time.time(), round(seconds, 3), result["status"], versions)
+        done = GoldCycle(len(self.cycles) + 1, time.time(), round(seconds, 3), result["status"], versions,
+                         result.get("sales_visible_at"))
         self.cycles.append(done)
         if self.after_build:
             self.after_build(done, result, context)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,9 +30,10 @@ from typing import Sequence
 from ecomlake import broker
 from ecomlake.arguments import positive_float
 from ecomlake.errors import EcomlakeError
+from ecomlake.lake.delta_log import latest_version
 from ecomlake.locks import check_lake
 from ecomlake.settings import RunDefaults, Settings, load
-from ecomlake.tables import LAKE_TABLES, ORDERS_RAW, PAYMENTS_RAW
+from ecomlake.tables import LAKE_TABLES, ORDER_PAYMENTS_ENRICHED, ORDERS_RAW, PAYMENTS_RAW
 from pipeline.latency import LatencyProbe
 from serving import queries
 from streaming.bronze import DEFAULT_TRIGGER_S
@@ -276,15 +278,23 @@ def _services(spark, settings: Settings, state: DemoState, poll_s: float):
         state.latency.silver_cycle_ended(cycle.finished_at)
         gold.silver_done.set()
 
-    def on_gold_build(cycle, result, pending) -> None:
+    probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latency-probe")
+    enriched_uri = ORDER_PAYMENTS_ENRICHED.uri(settings)
+
+    def before_gold_build() -> Future:
+        """The build reads silver at this version or later: what is fully paid there is visible when it ends."""
+        return probe.submit(state.latency.snapshot, settings, latest_version(enriched_uri))
+
+    def on_gold_build(cycle, result, pending: Future) -> None:
         state.gold_s, state.gold_status = cycle.seconds, result["status"]
         state.gold_builds.append(cycle.as_dict())
+        pending = pending.result()
         if result["status"] == "ok":
-            state.latency.visible(pending, cycle.finished_at, settings)
+            state.latency.visible(pending, cycle.sales_visible_at or cycle.finished_at, settings)
             write_latency(settings, state.latency.figures())
             state.cycles += 1
 
-    gold = GoldService(settings, poll_s=poll_s, before_build=lambda: state.latency.snapshot(settings),
+    gold = GoldService(settings, poll_s=poll_s, before_build=before_gold_build,
                        after_build=on_gold_build, build_process=BuildProcess(settings))
     gold.silver_done = threading.Event()
     silver = SilverService(spark, settings, poll_s=poll_s, on_cycle=on_silver_cycle)
@@ -363,7 +373,7 @@ def run_demo(settings: Settings, *, seconds: float, rate: float, scenario: str =
             next_count = next_lag = 0.0
             while gen.is_alive() and silver_loop.is_alive() and gold_loop.is_alive():
                 state.produced = gen.delivered
-                if time.monotonic() >= next_count:
+                if view and time.monotonic() >= next_count:  # only the live view shows them before the end
                     refresh_counts(settings, state)
                     next_count = time.monotonic() + 2
                 if time.monotonic() >= next_lag:

@@ -102,6 +102,35 @@ def test_services_follow_each_commit_and_build_what_the_batch_commands_build(spa
     assert [m[2] for m in continuous[1]] == [2, 1], "o1 and o2 (paid later) in their order minute; o3 in the next"
 
 
+def test_continuous_builds_publish_the_sales_fact_before_the_other_facts(spark, settings, monkeypatch):
+    """A continuous build (setup=False) publishes gold's read snapshot twice: first with fct_sales_minute built on
+    the new silver and the other facts as they were, then with everything; `sales_visible_at` is the first."""
+    import gold.build as gold_build
+
+    append(spark, settings, *BATCHES[0], 0)
+    run_silver(spark, settings)
+    assert run_gold(settings, tests=False)["status"] == "ok"
+    append(spark, settings, *BATCHES[1], 1)
+    run_silver(spark, settings)
+
+    published, publish = [], gold_build.publish_read_snapshot
+
+    def recording(s):
+        path = publish(s)
+        with duckdb.connect(str(path), read_only=True) as con:
+            published.append((time.time(), *(con.execute(sql).fetchone()[0] for sql in (
+                "select sum(paid_orders) from gold.fct_sales_minute",
+                "select sum(attempts) from gold.fct_payments_minute",
+                "select count(*) from gold.fct_quarantine_minute"))))
+        return path
+
+    monkeypatch.setattr(gold_build, "publish_read_snapshot", recording)
+    result = run_gold(settings, tests=False, setup=False)
+    assert result["status"] == "ok", result
+    assert [p[1:] for p in published] == [(3, 1, 0), (3, 3, 1)], "sales first, then the payments and quarantine facts"
+    assert published[0][0] <= result["sales_visible_at"] <= published[1][0]
+
+
 def test_gold_builds_in_its_child_process_and_a_dead_child_is_one_line(spark, settings):
     """The demo's gold service builds in a child process: the same gold, the child ends with the service, and a
     child that died fails the next build with one line instead of a hang."""

@@ -62,3 +62,16 @@ def test_the_figures_cover_the_orders_paid_now_each_measured_once_from_its_last_
     figures = probe.figures()
     assert figures["paid_orders_measured"] == 4
     assert figures["latency_max_s"] == 7.0
+
+
+def test_a_build_is_credited_with_the_orders_of_the_version_it_started_on_not_later_ones(tmp_path):
+    """The demo notes the enriched table's version when a build starts and reads that version while the build runs:
+    an order silver commits during the build is measured at the next build, never before gold could show it."""
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
+    probe = LatencyProbe()
+    _enriched(settings, [("o1", True, T0, T0)])
+    _enriched(settings, [("o2", True, T0, T0)])
+    pending = probe.snapshot(settings, version=0)
+    assert set(pending) == {"o1"}
+    probe.visible(pending, T0.timestamp() + 3.0)
+    assert set(probe.snapshot(settings)) == {"o2"}

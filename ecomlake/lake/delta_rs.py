@@ -95,6 +95,7 @@ class DeltaRsEngine(LakeEngine):
         table = _open(uri)
         _check_readable(table, uri)
         dataset = table.to_pyarrow_dataset()
+        keys = {column: values for column, values in keys.items() if len(values)}
         if not keys:
             return dataset.schema.empty_table()
         found = []
