@@ -119,6 +119,7 @@ class Settings:
     dashboard_port: int = 8050
     silver_compact_every: int = 5
     silver_one_pass: bool = True
+    gold_other_facts_every_s: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -141,6 +142,7 @@ class Settings:
             dashboard_port=_port(env, "DASHBOARD_PORT", 8050),
             silver_compact_every=_int(env, "SILVER_COMPACT_EVERY", 5, minimum=0),
             silver_one_pass=_choice(env, "SILVER_ONE_PASS", "1", ("0", "1")) == "1",
+            gold_other_facts_every_s=_int(env, "GOLD_OTHER_FACTS_EVERY_SECONDS", 5, minimum=0),
         )
 
     def __post_init__(self) -> None:
@@ -168,6 +170,7 @@ class Settings:
             "DASHBOARD_PORT": str(self.dashboard_port),
             "SILVER_COMPACT_EVERY": str(self.silver_compact_every),
             "SILVER_ONE_PASS": "1" if self.silver_one_pass else "0",
+            "GOLD_OTHER_FACTS_EVERY_SECONDS": str(self.gold_other_facts_every_s),
         }
         if self.spark_extra_jars:
             env["SPARK_EXTRA_JARS"] = self.spark_extra_jars

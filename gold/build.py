@@ -215,19 +215,21 @@ def publish_read_snapshot(settings: Settings) -> Path | None:
 
 
 def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False, setup: bool = True,
-             manifest=None) -> dict:
+             manifest=None, sales: bool = True, others: bool = True) -> dict:
     """One quiet gold build for the demo scheduler: {"status": ok|failed|waiting, "duration_s", "errors",
     "sales_visible_at"}. "waiting" means silver is not there yet (normal at start-up).
 
     A build with setup=False (the continuous service's) runs and publishes fct_sales_minute and what it reads first
-    (SALES_FIRST), then the other models: the dashboards' headline panels do not wait for the payment, cancellation,
-    quarantine and currency facts. `sales_visible_at` is when readers could see that first part (time.time())."""
+    (SALES_FIRST; unless not `sales`), then the other models (unless not `others`): the dashboards' headline panels
+    do not wait for the payment, cancellation, quarantine and currency facts. `sales_visible_at` is when readers
+    could see the first part (time.time())."""
     started = time.perf_counter()
     missing = missing_silver_tables(settings)
     if missing:
         return {"status": "waiting", "duration_s": 0.0, "errors": [f"silver tables missing: {', '.join(missing)}"],
                 "sales_visible_at": None}
-    parts = [{}] if setup else [{"select": (SALES_FIRST,)}, {"exclude": (SALES_FIRST,)}]
+    parts = [{}] if setup else [part for wanted, part in ((sales, {"select": (SALES_FIRST,)}),
+                                                          (others, {"exclude": (SALES_FIRST,)})) if wanted]
     sales_visible_at = None
     try:
         for part in parts:

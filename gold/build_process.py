@@ -16,7 +16,8 @@ from ecomlake.settings import Settings
 
 
 class BuildProcess:
-    """`build(setup)` runs `run_gold(settings, tests=False, setup=setup)` in the child and returns its result."""
+    """`build(setup, sales, others)` runs `run_gold(settings, tests=False, ...)` in the child and returns its
+    result."""
 
     def __init__(self, settings: Settings):
         context = multiprocessing.get_context("spawn")
@@ -27,10 +28,10 @@ class BuildProcess:
         child_end.close()  # the child holds the only other end: if it dies, recv() ends instead of waiting
         self._lock = threading.Lock()
 
-    def build(self, setup: bool) -> dict:
+    def build(self, setup: bool, sales: bool = True, others: bool = True) -> dict:
         with self._lock:
             try:
-                self._requests.send(setup)
+                self._requests.send((setup, sales, others))
                 outcome, error = self._requests.recv()
             except (EOFError, BrokenPipeError, ConnectionResetError):
                 self._process.join(5)
@@ -63,13 +64,15 @@ def _serve(settings: Settings, requests) -> None:
     manifest = parsed.result if parsed.success else None
     while True:
         try:
-            setup = requests.recv()
+            request = requests.recv()
         except EOFError:
             return
-        if setup is None:
+        if request is None:
             return
+        setup, sales, others = request
         try:
-            outcome = (run_gold(settings, tests=False, setup=setup, manifest=manifest), None)
+            outcome = (run_gold(settings, tests=False, setup=setup, manifest=manifest, sales=sales, others=others),
+                       None)
         except Exception as err:  # the parent raises it as one line
             outcome = (None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         requests.send(outcome)

@@ -289,8 +289,8 @@ def _services(spark, settings: Settings, state: DemoState, poll_s: float):
         state.gold_s, state.gold_status = cycle.seconds, result["status"]
         state.gold_builds.append(cycle.as_dict())
         pending = pending.result()
-        if result["status"] == "ok":
-            state.latency.visible(pending, cycle.sales_visible_at or cycle.finished_at, settings)
+        if result["status"] == "ok" and cycle.sales_visible_at is not None:
+            state.latency.visible(pending, cycle.sales_visible_at, settings)
             write_latency(settings, state.latency.figures())
             state.cycles += 1
 

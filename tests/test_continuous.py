@@ -131,6 +131,36 @@ def test_continuous_builds_publish_the_sales_fact_before_the_other_facts(spark, 
     assert published[0][0] <= result["sales_visible_at"] <= published[1][0]
 
 
+def test_the_service_builds_the_other_facts_at_most_every_interval_and_catches_up(spark, settings):
+    """GOLD_OTHER_FACTS_EVERY_SECONDS: a silver commit inside the interval builds fct_sales_minute only; once the
+    interval has passed the other facts catch up, without a new silver commit."""
+    def facts() -> tuple:
+        with duckdb.connect(settings.warehouse_read_path, read_only=True) as con:
+            return tuple(con.execute(sql).fetchone()[0] for sql in (
+                "select sum(paid_orders) from gold.fct_sales_minute",
+                "select sum(attempts) from gold.fct_payments_minute",
+                "select count(*) from gold.fct_quarantine_minute"))
+
+    gold = GoldService(dataclasses.replace(settings, gold_other_facts_every_s=3600))
+    append(spark, settings, *BATCHES[0], 0)
+    run_silver(spark, settings)
+    first = gold.cycle()
+    assert (first.built, facts()) == ("all", (1, 1, 0))
+    append(spark, settings, *BATCHES[1], 1)
+    run_silver(spark, settings)
+    sales = gold.cycle()
+    assert sales.built == "sales" and sales.sales_visible_at is not None
+    assert facts() == (3, 1, 0), "the sales fact follows silver; the others wait for their interval"
+    assert gold.cycle() is None and not gold.others_due()
+
+    gold.settings = dataclasses.replace(gold.settings, gold_other_facts_every_s=0)
+    assert gold.others_due()
+    others = gold.cycle()
+    assert others.built == "others" and others.sales_visible_at is None
+    assert facts() == (3, 3, 1)
+    assert gold.cycle() is None, "all caught up: nothing to build"
+
+
 def test_gold_builds_in_its_child_process_and_a_dead_child_is_one_line(spark, settings):
     """The demo's gold service builds in a child process: the same gold, the child ends with the service, and a
     child that died fails the next build with one line instead of a hang."""
