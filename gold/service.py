@@ -147,7 +147,7 @@ class GoldService:
             self._set_up = True
         built = "all" if moved and others else "sales" if moved else "others"
         done = GoldCycle(len(self.cycles) + 1, time.time(), round(seconds, 3), result["status"], versions,
-                         result.get("sales_visible_at") if moved else None, built)
+                         result.get("sales_visible_at"), built)
         self.cycles.append(done)
         if self.after_build:
             self.after_build(done, result, context)

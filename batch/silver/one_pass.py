@@ -371,7 +371,6 @@ class _Cycle:
         return self.db.execute(sql).fetchone()[0]
 
 
-
 def _pending_rows(uri: str, start: int, end: int) -> int:
     """Bronze rows committed after `start` up to `end`, from the commits' file statistics (more than the limit when a
     file has none)."""
