@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
 
-from ecomlake.lake.delta_log import commit_actions, latest_version
+from ecomlake.lake.delta_log import added_files, commit_actions, latest_version
 from ecomlake.settings import Settings
 from ecomlake.tables import ORDER_PAYMENTS_ENRICHED, ORDERS_RAW, PAYMENTS_RAW
 
@@ -39,6 +39,15 @@ def spread(values: Sequence[float], prefix: str = "") -> dict:
         return {}
     return {f"{prefix}p50_s": round(statistics.median(values), 3), f"{prefix}p95_s": round(percentile(values, 95), 3),
             f"{prefix}max_s": round(max(values), 3)}
+
+
+def _relative(path: str, table_uri: str) -> str:
+    """A dataset fragment's path as the Delta log names it (relative to the table's root)."""
+    from urllib.parse import unquote
+
+    root = str(table_uri).removeprefix("file://").rstrip("/") + "/"
+    path = unquote(path)
+    return path[len(root):] if path.startswith(root) else path.lstrip("/")
 
 
 def _ts(value) -> float:
@@ -91,6 +100,10 @@ class LatencyProbe:
     silver_ends: list = field(default_factory=list)
     newest_published: datetime | None = None
     bronze: BronzeCommits | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    _read_version: int | None = field(default=None, repr=False)
+    _unclaimed: dict = field(default_factory=dict, repr=False)  # found by a snapshot, not yet made visible
+    windows: "Windows" = field(default_factory=lambda: Windows())
     _seen_array: object = field(default=None, repr=False)
     _measured: list = field(default_factory=list, repr=False)
     _by_order: dict = field(default_factory=dict, repr=False)
@@ -99,23 +112,46 @@ class LatencyProbe:
         """The fully paid orders in silver (at `version` of the enriched table, default the latest) not yet measured:
         order id -> (last published, updated_ts).
 
-        The probe shares its process with silver's driver, so it filters in Arrow and turns only the new orders into
-        Python objects: converting the whole table held the GIL for 0.3 s at 50k orders, growing with the run, and
-        every Py4J call of silver's cycle waited for it."""
+        Only rows updated since the probe began count, and after the first read only the files committed since the
+        previous one are read: on a lake with a day of history a read of the whole table would cost more than the
+        build it times. The probe shares its process with silver's driver, so it filters in Arrow and turns only the
+        new orders into Python objects (their Python conversion holds the GIL silver's Py4J calls wait for)."""
         import pyarrow.compute as pc
-        from deltalake import DeltaTable
 
         uri = ORDER_PAYMENTS_ENRICHED.uri(settings)
-        if not DeltaTable.is_deltatable(uri):
+        table = self._changed_rows(uri, version)
+        if table is None:
             return {}
-        columns = ["order_id", "fully_paid", "last_published_ts", "updated_ts"]
-        table = DeltaTable(uri, version=version).to_pyarrow_table(columns=columns)
         seen = pc.is_in(table["order_id"], value_set=self._seen_ids())
         ready = pc.and_(pc.fill_null(table["fully_paid"], False), pc.is_valid(table["last_published_ts"]))
         self._revoke(table.filter(pc.and_(seen, pc.invert(ready)))["order_id"].to_pylist())
+        for order_id in table.filter(pc.and_(pc.invert(seen), pc.invert(ready)))["order_id"].to_pylist():
+            self._unclaimed.pop(order_id, None)
         new = table.filter(pc.and_(ready, pc.invert(seen)))
         ids, published, updated = (new.column(c).to_pylist() for c in ("order_id", "last_published_ts", "updated_ts"))
-        return {o: (p, u) for o, p, u in zip(ids, published, updated)}
+        self._unclaimed.update((o, (p, u)) for o, p, u in zip(ids, published, updated))
+        return dict(self._unclaimed)
+
+    def _changed_rows(self, uri: str, version: int | None):
+        """The enriched rows updated since the probe began, read from the files added since the last read (every
+        active file the first time); None while the table does not exist."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        from deltalake import DeltaTable
+
+        if not DeltaTable.is_deltatable(uri):
+            return None
+        delta = DeltaTable(uri, version=version)
+        current = delta.version()
+        dataset = delta.to_pyarrow_dataset()
+        since = pa.scalar(self.started, pa.timestamp("us", tz="UTC"))
+        if self._read_version is not None:
+            added = {add["path"] for add in added_files(uri, self._read_version, current)}
+            fragments = [f for f in dataset.get_fragments() if _relative(f.path, uri) in added]
+            dataset = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+        self._read_version = current
+        columns = ["order_id", "fully_paid", "last_published_ts", "updated_ts"]
+        return dataset.to_table(columns=columns, filter=ds.field("updated_ts") >= since)
 
     def _revoke(self, order_ids: list) -> None:
         """Measured orders that are no longer fully paid (cancelled or refunded since) leave the figures, so these
@@ -130,6 +166,7 @@ class LatencyProbe:
                                      self._by_order.pop(order_id, ())):
                 if value is not None:
                     values.remove(value)
+            self.windows.remove(order_id)
         seen = self._seen_ids()
         self._seen_array = seen.filter(pc.invert(pc.is_in(seen, value_set=pa.array(order_ids, pa.string()))))
 
@@ -152,6 +189,7 @@ class LatencyProbe:
         if self.bronze is not None:
             self.bronze.refresh()
         for order_id, (published, updated) in pending.items():
+            self._unclaimed.pop(order_id, None)
             if published.tzinfo is None:
                 published = published.replace(tzinfo=timezone.utc)
             self._measured.append(order_id)
@@ -172,6 +210,7 @@ class LatencyProbe:
                     self.to_bronze.append(to_bronze)
                     self.to_silver.append(to_silver)
             self._by_order[order_id] = (total, to_bronze, to_silver, to_gold)
+            self.windows.add(order_id, t0, total)
 
     def figures(self) -> dict:
         """Called after every build: the lists stay sorted in place, so each later sort is one linear pass."""
@@ -183,4 +222,51 @@ class LatencyProbe:
         stages = {"publish_to_bronze": self.to_bronze, "bronze_to_silver": self.to_silver,
                   "silver_to_gold": self.to_gold}
         out["stages"] = {name: spread(values) for name, values in stages.items() if values}
+        out["windows"] = self.windows.figures()
+        return out
+
+
+@dataclass
+class Windows:
+    """The same figures per window of publication time (counted from the first order measured), for each width in
+    `widths_s`: whether latency grows over a long run. Each call recomputes only the windows that changed."""
+
+    widths_s: tuple = (60, 180)
+    origin: float | None = None
+    _values: dict = field(default_factory=dict)  # (width, index) -> latencies
+    _where: dict = field(default_factory=dict)  # order id -> (publication time, latency)
+    _dirty: set = field(default_factory=set)
+    _figures: dict = field(default_factory=dict)
+
+    def add(self, order_id: str, published: float, total: float) -> None:
+        if self.origin is None:
+            self.origin = published
+        self._where[order_id] = (published, total)
+        for key in self._keys(published):
+            self._values.setdefault(key, []).append(total)
+            self._dirty.add(key)
+
+    def remove(self, order_id: str) -> None:
+        published, total = self._where.pop(order_id, (None, None))
+        if published is None:
+            return
+        for key in self._keys(published):
+            self._values[key].remove(total)
+            self._dirty.add(key)
+
+    def _keys(self, published: float) -> list[tuple[int, int]]:
+        offset = max(0.0, published - self.origin)
+        return [(width, int(offset // width)) for width in self.widths_s]
+
+    def figures(self) -> dict:
+        """{"60s": [{"from_s", "orders", "p50_s", "p95_s", "max_s"}, ...], "180s": [...]}"""
+        for key in self._dirty:
+            values = self._values[key]
+            values.sort()
+            self._figures[key] = {"from_s": key[0] * key[1], "orders": len(values), **spread(values)}
+        self._dirty.clear()
+        out: dict = {f"{width}s": [] for width in self.widths_s}
+        for (width, _), figures in sorted(self._figures.items()):
+            if figures["orders"]:
+                out[f"{width}s"].append(figures)
         return out
