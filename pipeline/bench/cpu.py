@@ -30,6 +30,22 @@ def _part(cmdline: str, pid: int) -> str:
 
 def _descendants(root: int) -> dict[int, tuple[str, float]]:
     """pid -> (part, CPU seconds so far) for `root` and every process under it."""
+    return {pid: (part, cpu) for pid, (part, cpu, _) in _tree(root).items()}
+
+
+def rss_mib(root: int | None = None) -> dict[str, float]:
+    """Resident memory (MiB) of `root` (default: this process) and every process under it, by part, and in total."""
+    pages = dict.fromkeys(PARTS, 0)
+    for part, _, rss in _tree(root or os.getpid()).values():
+        pages[part] += rss
+    mib = os.sysconf("SC_PAGE_SIZE") / 2**20
+    out = {part: round(count * mib, 1) for part, count in pages.items()}
+    out["total"] = round(sum(pages.values()) * mib, 1)
+    return out
+
+
+def _tree(root: int) -> dict[int, tuple[str, float, int]]:
+    """pid -> (part, CPU seconds so far, resident pages) for `root` and every process under it."""
     ticks = os.sysconf("SC_CLK_TCK")
     parents, seen = {}, {}
     for entry in Path("/proc").iterdir():
@@ -42,7 +58,7 @@ def _descendants(root: int) -> dict[int, tuple[str, float]]:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
         parents[int(entry.name)] = int(fields[1])
-        seen[int(entry.name)] = (cmdline, (int(fields[11]) + int(fields[12])) / ticks)
+        seen[int(entry.name)] = (cmdline, (int(fields[11]) + int(fields[12])) / ticks, int(fields[21]))
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
@@ -51,15 +67,18 @@ def _descendants(root: int) -> dict[int, tuple[str, float]]:
         pid = todo.pop()
         mine.add(pid)
         todo.extend(children.get(pid, ()))
-    return {pid: (_part(seen[pid][0], pid), seen[pid][1]) for pid in mine if pid in seen}
+    return {pid: (_part(seen[pid][0], pid), seen[pid][1], seen[pid][2]) for pid in mine if pid in seen}
 
 
 class CpuSampler:
-    """Samples every `every_s` while running. A process there at the start counts from its CPU then, one started
+    """Samples every `every_s` while running; with `memory_every_s`, also the resident memory by part (`memory`:
+    a list of {"t": seconds since the start, part: MiB}). A process there at the start counts from its CPU then, one started
     later from zero; what a process uses after the last sample that saw it (at most `every_s`) is missed."""
 
-    def __init__(self, every_s: float = 2.0):
-        self.every_s = every_s
+    def __init__(self, every_s: float = 2.0, memory_every_s: float | None = None):
+        self.every_s, self.memory_every_s = every_s, memory_every_s
+        self.memory: list[dict] = []
+        self._next_memory = 0.0
         self.available = Path("/proc/self/stat").exists()
         self.first: dict[int, tuple[str, float]] = {}
         self.last: dict[int, tuple[str, float]] = {}
@@ -72,6 +91,10 @@ class CpuSampler:
         for pid, (part, cpu) in _descendants(os.getpid()).items():
             self.first.setdefault(pid, (part, cpu if not self.started else 0.0))
             self.last[pid] = (part, cpu)
+        if self.memory_every_s and time.monotonic() >= self._next_memory:
+            t = time.monotonic() - self.started if self.started else 0.0
+            self.memory.append({"t": round(t, 1), **rss_mib()})
+            self._next_memory = time.monotonic() + self.memory_every_s
 
     def _run(self) -> None:
         while not self.stop.wait(self.every_s):

@@ -29,6 +29,7 @@ from ecomlake import broker
 from ecomlake.settings import load
 
 STAGES = ("generator", "bronze", "silver", "gold", "latency")
+OPTIONAL_STAGES = ("sustained",)  # only with --only: its day of history takes long to write and to run on
 
 
 def machine_facts() -> dict:
@@ -75,11 +76,12 @@ def _shown(value) -> str:
 def _print_table(results: dict) -> None:
     print("\nstage      figure                                                 value")
     print("---------  -----------------------------------------------------  ------------")
-    for stage in STAGES:
+    for stage in STAGES + OPTIONAL_STAGES:
         figures = results["stages"].get(stage, {})
         for key, value in figures.items():
             print(f"{stage:<9}  {key:<53}  {_shown(value)}")
     _print_bronze_matrix(results["stages"].get("bronze", {}))
+    _print_sustained(results["stages"].get("sustained", {}))
     facts = results["machine"]
     print(f"\nmachine: {facts['cores']} cores, {facts['memory_gib']} GiB, {facts['cpu']}; {facts['java']}")
 
@@ -102,6 +104,26 @@ def _print_bronze_matrix(figures: dict) -> None:
             print(f"{source + ' + ' + engine:<36}  {cells[0]}  {cells[1]}")
 
 
+def _print_sustained(figures: dict) -> None:
+    """Publish → gold per minute of the sustained runs, side by side: flat when cost follows the increment."""
+    runs = [label for label in ("empty", "history") if f"{label}_latency_per_minute" in figures]
+    if not runs:
+        return
+    rows = {label: {w["from_s"] // 60: w for w in figures[f"{label}_latency_per_minute"]} for label in runs}
+    cycles = {label: {m["minute"]: m["median_s"] for m in figures.get(f"{label}_silver_cycle_per_minute", [])}
+              for label in runs}
+    print("\nsustained: publish -> gold p50 / p95 / max (s) and the silver cycle median, per minute")
+    print("minute  " + "  ".join(f"{label:>34}" for label in runs))
+    for minute in sorted(set().union(*rows.values())):
+        cells = []
+        for label in runs:
+            w = rows[label].get(minute)
+            cycle = cycles[label].get(minute)
+            cells.append(f"{w['p50_s']:>6.1f} / {w['p95_s']:>5.1f} / {w['max_s']:>5.1f}  cycle {cycle or 0:>5.2f}"
+                         if w else f"{'':>34}")
+        print(f"{minute:>6}  " + "  ".join(f"{c:>34}" for c in cells))
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -109,10 +131,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="ecomlake bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the benchmarks, not figures")
-    parser.add_argument("--only", choices=STAGES, action="append", help="run only these stages (repeatable)")
+    parser.add_argument("--only", choices=STAGES + OPTIONAL_STAGES, action="append",
+                        help="run only these stages (repeatable); sustained runs only when named")
     parser.add_argument("--out", default="bench/results.json", help="where to write the results (default %(default)s)")
     parser.add_argument("--bronze-events", type=_positive, metavar="N",
                         help="events loaded into each broker for the bronze stage (default 100000; --quick 400)")
@@ -125,11 +155,20 @@ def main(argv: Sequence[str]) -> int:
                         help="spark.databricks.delta.snapshotPartitions for silver on delta-spark (default: "
                              "ecomlake.spark's, the shuffle partitions on a local master; Delta's own is 50)")
     parser.add_argument("--no-trino", action="store_true", help="gold on DuckDB only (no Trino, metastore, S3 server)")
+    parser.add_argument("--sustained-history-orders", type=_non_negative, metavar="N",
+                        help="orders of history written before the sustained stage's second run (default 30000000, "
+                             "a day at 1,000 events/s; 0: only the run on an empty lake)")
+    parser.add_argument("--sustained-seconds", type=_positive, metavar="S",
+                        help="how long each sustained run publishes (default 300)")
+    parser.add_argument("--sustained-rate", type=_positive, metavar="R",
+                        help="events per second of the sustained runs (default 1000)")
     args = parser.parse_args(argv)
     options = {
         "bronze": {"events": args.bronze_events},
         "silver": {"rows": args.silver_rows, "snapshot_partitions": args.delta_snapshot_partitions},
         "gold": {"orders": args.gold_orders, "trino": not args.no_trino},
+        "sustained": {"history_orders": args.sustained_history_orders, "seconds": args.sustained_seconds,
+                      "rate": args.sustained_rate},
     }
 
     base = load()
