@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake.delta_log import latest_version
+from ecomlake.service_loop import log_to_stderr, run_until_stopped
 from ecomlake.settings import Settings
 from ecomlake.tables import GOLD_SOURCES, LAKE_TABLES, ORDER_PAYMENTS_ENRICHED, QUARANTINE
 from gold.build import invoke, run_gold
@@ -183,7 +184,6 @@ def continuous_service(settings: Settings, register_tables: Callable[[Settings],
 def main(argv: Sequence[str] | None = None, register_tables: Callable[[Settings], None] | None = None) -> int:
     """`ecomlake gold [--test-only | --docs | --continuous] [--full-refresh]`; --continuous builds until Ctrl-C or
     SIGTERM, one log line each. `register_tables` is the runner's Trino registration (see continuous_service)."""
-    import signal
     import sys
 
     from gold import build
@@ -197,12 +197,7 @@ def main(argv: Sequence[str] | None = None, register_tables: Callable[[Settings]
     if args.full_refresh:
         parser.error("--continuous builds incrementally; run `ecomlake gold --full-refresh` once instead")
 
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s gold: %(message)s", "%H:%M:%S"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    log_to_stderr(log, "gold")
 
     def report(cycle: GoldCycle, result: dict, _context) -> None:
         log.info("build %d: %s in %.2fs (silver v%s)%s", cycle.number, cycle.status, cycle.seconds,
@@ -210,17 +205,7 @@ def main(argv: Sequence[str] | None = None, register_tables: Callable[[Settings]
                  {"all": "", "sales": ", fct_sales_minute only", "others": ", the other facts"}[cycle.built])
 
     service = continuous_service(Settings.from_env(), register_tables, after_build=report)
-
-    def _stop(signum, frame):
-        service.stop.set()
-
-    previous = signal.signal(signal.SIGTERM, _stop)
     log.info("gold builds on every silver commit under %s; Ctrl-C to stop", service.settings.lakehouse_uri)
-    try:
-        service.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run_until_stopped(service.run, on_sigterm=service.stop.set)
     log.info("stopped after %d builds", len(service.cycles))
     return 0

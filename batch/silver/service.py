@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from batch.silver.jobs import run_silver
 from ecomlake.lake.delta_log import latest_version
+from ecomlake.service_loop import log_to_stderr, run_until_stopped
 from ecomlake.tables import ORDERS_RAW, PAYMENTS_RAW
 
 if TYPE_CHECKING:
@@ -106,26 +107,14 @@ class SilverService:
 
 def serve(spark: "SparkSession", settings: "Settings") -> int:
     """The command: cycles until Ctrl-C or SIGTERM, one log line each."""
-    import signal
-
     def report(cycle: SilverCycle, figures: dict) -> None:
         log.info("cycle %d: %.2fs, %d Spark jobs, read %d bronze rows, wrote %d (bronze v%s)%s", cycle.number,
                  cycle.seconds, cycle.spark_jobs, cycle.rows_read, cycle.rows_written,
                  "/v".join(str(v) for v in cycle.bronze_versions), ", then compacted silver" if cycle.compacted else "")
 
     service = SilverService(spark, settings, on_cycle=report)
-
-    def _stop(signum, frame):
-        service.stop.set()
-
-    previous = signal.signal(signal.SIGTERM, _stop)
     log.info("silver runs on every bronze commit under %s; Ctrl-C to stop", settings.lakehouse_uri)
-    try:
-        service.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run_until_stopped(service.run, on_sigterm=service.stop.set)
     log.info("stopped after %d cycles", len(service.cycles))
     return 0
 
@@ -144,12 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return jobs.main(argv)
     if args.only:
         parser.error("--continuous runs every job; leave out --only")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s silver: %(message)s", "%H:%M:%S"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    log_to_stderr(log, "silver")
     from ecomlake.settings import Settings
     from ecomlake.spark import get_spark
 
