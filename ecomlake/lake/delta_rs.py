@@ -44,6 +44,9 @@ class DeltaRsEngine(LakeEngine):
     def version(self, uri: str) -> int | None:
         return _open(uri).version() if self.exists(uri) else None
 
+    def partition_columns(self, uri: str) -> list[str]:
+        return list(_open(uri).metadata().partition_columns) if self.exists(uri) else []
+
     def txn_version(self, uri: str, app_id: str) -> int | None:
         return _open(uri).transaction_version(app_id) if self.exists(uri) else None
 
@@ -61,9 +64,9 @@ class DeltaRsEngine(LakeEngine):
         if done is not None and done >= txn_version:
             return False
         location, options = delta_rs_location(uri)
-        write_deltalake(
+        write_deltalake(  # a table keeps the partitioning it was created with
             table or location, _nullable(df if isinstance(df, pa.Table) else df.toArrow()), mode="append",
-            partition_by=list(partition_by) or None, schema_mode="merge",
+            partition_by=(list(partition_by) or None) if table is None else None, schema_mode="merge",
             commit_properties=_commit_properties(app_id, txn_version), storage_options=options,
         )
         return True
@@ -81,9 +84,10 @@ class DeltaRsEngine(LakeEngine):
             table.metadata().partition_columns, adds,
         )
 
-    def rows_matching(self, uri: str, keys: dict) -> "pa.Table":
+    def rows_matching(self, uri: str, keys: dict, partitions: tuple[str, "pa.Array"] | None = None) -> "pa.Table":
         """The latest rows whose value in any of the `keys` columns is among that column's values (an Arrow array),
-        read by delta-rs straight from the table's Parquet into Arrow. For a few thousand keys in a table of 140k
+        read by delta-rs straight from the table's Parquet into Arrow; with `partitions` (a partition column and its
+        values), from those partitions only, the other files left unread. For a few thousand keys in a table of 140k
         rows this takes about 15 ms; the same lookup as a Spark job takes 155 ms.
 
         The rows are filtered batch by batch after the scan, not by a scan filter: delta-rs writes its strings as
@@ -91,6 +95,7 @@ class DeltaRsEngine(LakeEngine):
         (random ids make statistics useless here anyway)."""
         import pyarrow as pa
         import pyarrow.compute as pc
+        import pyarrow.dataset as ds
 
         table = _open(uri)
         _check_readable(table, uri)
@@ -99,7 +104,11 @@ class DeltaRsEngine(LakeEngine):
         if not keys:
             return dataset.schema.empty_table()
         found = []
-        for batch in dataset.to_batches(columns=dataset.schema.names):
+        scan_filter = None
+        if partitions is not None:
+            column, values = partitions
+            scan_filter = ds.field(column).isin(values.cast(dataset.schema.field(column).type))
+        for batch in dataset.to_batches(columns=dataset.schema.names, filter=scan_filter):
             matches = [pc.is_in(batch[column], value_set=values.cast(batch.schema.field(column).type))
                        for column, values in keys.items()]
             mask = matches[0]
@@ -115,7 +124,8 @@ class DeltaRsEngine(LakeEngine):
         self.merge(data, uri, keys, **options)
         return data.num_rows
 
-    def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None):
+    def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None,
+              target_filter=None):
         """`df` is a Spark DataFrame, or the Arrow table merge_counted collected from one."""
         import pyarrow as pa
         from deltalake import write_deltalake
@@ -133,6 +143,8 @@ class DeltaRsEngine(LakeEngine):
                             storage_options=options)
             return True
         predicate = " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
+        if target_filter:
+            predicate += f" AND ({target_filter})"
         before = table.version()
         (
             table.merge(data, predicate, source_alias="source", target_alias="target", merge_schema=True,
