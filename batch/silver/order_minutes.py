@@ -118,7 +118,7 @@ class OrderMinutes:
                 done = self.synced.get(uri)
                 try:
                     if done is None:
-                        self._add_all(uri)
+                        self._add_all(lake, uri)
                     elif done < version:
                         self._add_files(uri, delta_log.added_files(uri, done, version))
                 except (OSError, CannotFollow) as err:
@@ -134,17 +134,21 @@ class OrderMinutes:
         self.keys, self.lo, self.hi = np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int32)
         self.aside, self.synced = [], {}
 
-    def _add_all(self, uri: str) -> None:
-        from deltalake import DeltaTable
+    def _add_all(self, lake: "LakeEngine", uri: str) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        from ecomlake.lake.fs import delta_rs_location
-
-        location, options = delta_rs_location(uri)
-        table = DeltaTable(location, storage_options=options)
-        if PUBLISHED_MINUTE not in table.metadata().partition_columns:
+        if lake.partition_columns(uri) != [PUBLISHED_MINUTE]:
             raise CannotFollow(f"{uri} is not partitioned by {PUBLISHED_MINUTE}")
-        rows = table.to_pyarrow_dataset().to_table(columns=["order_id", PUBLISHED_MINUTE])
-        self._add(rows["order_id"], minute_number(rows[PUBLISHED_MINUTE].combine_chunks()))
+        filesystem, _ = resolve(uri)
+        ids, minutes = [], []
+        for path, value in lake.partition_files(uri, PUBLISHED_MINUTE):
+            column = pq.read_table(path, columns=["order_id"], filesystem=filesystem)["order_id"]
+            ids.extend(column.chunks)
+            minutes.append(np.full(len(column), int(value.timestamp() // 60), np.int32))
+        if ids:
+            self._add(pa.chunked_array([c.cast(pa.string()) for c in ids], pa.string()), np.concatenate(minutes))
 
     def _add_files(self, uri: str, adds: list[dict]) -> None:
         import numpy as np
@@ -163,7 +167,7 @@ class OrderMinutes:
             ids.append(column)
             minutes.append(np.full(len(column), minute, np.int32))
         if ids:
-            self._add(pa.chunked_array([c for chunk in ids for c in chunk.chunks], pa.string()),
+            self._add(pa.chunked_array([c.cast(pa.string()) for chunk in ids for c in chunk.chunks], pa.string()),
                       np.concatenate(minutes))
 
     def _add(self, order_ids, minutes: "np.ndarray") -> None:
