@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from ecomlake.settings import Settings
 
 ITEMS_TYPE = f"array<struct<sku:string,qty:int,unit_price:{MONEY_TYPE}>>"
+# published_minute: the minute (UTC) the row's latest event was published to Kafka (order_events, payments_clean,
+# orders_clean: its kafka_timestamp; order_payments_enriched: its last_published_ts), the four tables' partition.
+# An order's events are published within seconds of each other, whenever they happened, so a silver cycle reads and
+# rewrites the partitions of the last minutes, not the history (batch/silver/order_minutes.py keeps, per order, the
+# minutes its rows are in).
+PUBLISHED_MINUTE = "published_minute"
 # incarnation: which life of the broker bronze read the row from (0, then +1 per `ecomlake bronze --reset-source`):
 # a broker that lost its data numbers its offsets from 0 again, so (topic, incarnation, partition, offset) is a
 # message's identity in the lake.
@@ -82,27 +88,29 @@ ORDERS_CLEAN = Table(
     "silver", SILVER_SCHEMA, SILVER_ORDERS,
     f"order_id string, event_id string, event_type string, user_id string, items {ITEMS_TYPE}, currency string, "
     f"total_amount {MONEY_TYPE}, status string, order_ts timestamp, event_ts timestamp, event_date date, "
-    + LINEAGE_DDL,
-    keys=("order_id",), partition_by=("event_date",),
+    "published_minute timestamp, " + LINEAGE_DDL,
+    keys=("order_id",), partition_by=(PUBLISHED_MINUTE,),
 )
 ORDER_EVENTS = Table(
     "silver", SILVER_SCHEMA, SILVER_ORDER_EVENTS,
     f"order_id string, event_id string, event_type string, user_id string, items {ITEMS_TYPE}, currency string, "
-    f"total_amount {MONEY_TYPE}, status string, event_ts timestamp, event_date date, " + LINEAGE_DDL,
-    keys=("event_id",), partition_by=("event_date",),
+    f"total_amount {MONEY_TYPE}, status string, event_ts timestamp, event_date date, published_minute timestamp, "
+    + LINEAGE_DDL,
+    keys=("event_id",), partition_by=(PUBLISHED_MINUTE,),
 )
 PAYMENTS_CLEAN = Table(
     "silver", SILVER_SCHEMA, SILVER_PAYMENTS,
     f"event_id string, payment_id string, order_id string, amount {MONEY_TYPE}, amount_cents bigint, "
-    "currency string, status string, method string, event_ts timestamp, event_date date, " + LINEAGE_DDL,
-    keys=("event_id",), partition_by=("event_date",),
+    "currency string, status string, method string, event_ts timestamp, event_date date, published_minute timestamp, "
+    + LINEAGE_DDL,
+    keys=("event_id",), partition_by=(PUBLISHED_MINUTE,),
 )
 ORDER_PAYMENTS_ENRICHED = Table(
     "silver", SILVER_SCHEMA, SILVER_ENRICHED,
     f"order_id string, user_id string, total_amount {MONEY_TYPE}, paid_amount {MONEY_TYPE}, currency string, "
     "status string, fully_paid boolean, order_ts timestamp, last_payment_ts timestamp, "
-    "last_published_ts timestamp, updated_ts timestamp",
-    keys=("order_id",),
+    "last_published_ts timestamp, updated_ts timestamp, published_minute timestamp",
+    keys=("order_id",), partition_by=(PUBLISHED_MINUTE,),
 )
 QUARANTINE = Table(
     "silver", SILVER_SCHEMA, SILVER_QUARANTINE,

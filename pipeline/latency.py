@@ -21,6 +21,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
+from urllib.parse import unquote
 
 from ecomlake.lake.delta_log import added_files, commit_actions, latest_version
 from ecomlake.settings import Settings
@@ -42,11 +43,8 @@ def spread(values: Sequence[float], prefix: str = "") -> dict:
 
 
 def _relative(path: str, table_uri: str) -> str:
-    """A dataset fragment's path as the Delta log names it (relative to the table's root)."""
-    from urllib.parse import unquote
-
+    """A dataset fragment's path relative to the table's root (as the Delta log names it, once unquoted)."""
     root = str(table_uri).removeprefix("file://").rstrip("/") + "/"
-    path = unquote(path)
     return path[len(root):] if path.startswith(root) else path.lstrip("/")
 
 
@@ -146,7 +144,7 @@ class LatencyProbe:
         dataset = delta.to_pyarrow_dataset()
         since = pa.scalar(self.started, pa.timestamp("us", tz="UTC"))
         if self._read_version is not None:
-            added = {add["path"] for add in added_files(uri, self._read_version, current)}
+            added = {unquote(add["path"]) for add in added_files(uri, self._read_version, current)}
             fragments = [f for f in dataset.get_fragments() if _relative(f.path, uri) in added]
             dataset = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
         self._read_version = current

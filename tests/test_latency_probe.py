@@ -123,3 +123,23 @@ def test_windows_give_the_figures_per_minute_of_publication(tmp_path):
     _enriched(settings, [("b0", False, T0, T0)])  # refunded: it leaves its window too
     probe.snapshot(settings)
     assert [w["orders"] for w in probe.figures()["windows"]["60s"]] == [10, 9]
+
+
+def test_later_reads_find_new_files_of_a_table_partitioned_by_minute(tmp_path):
+    """order_payments_enriched is partitioned by published_minute: its files sit in folders whose names the Delta
+    log spells percent-encoded."""
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
+    schema = SCHEMA.append(pa.field("published_minute", pa.timestamp("us", "UTC")))
+    uri = ORDER_PAYMENTS_ENRICHED.uri(settings)
+
+    def write(order_id: str, at: datetime) -> None:
+        write_deltalake(uri, pa.table([pa.array([v], f.type) for v, f in zip(
+            (order_id, True, at, at, at.replace(second=0)), schema)], schema=schema), mode="append",
+            partition_by=["published_minute"])
+
+    probe = LatencyProbe(started=T0)
+    write("o1", T0)
+    assert set(probe.snapshot(settings)) == {"o1"}
+    probe.visible(probe.snapshot(settings), T0.timestamp() + 1.0)
+    write("o2", T0 + timedelta(minutes=1))
+    assert set(probe.snapshot(settings)) == {"o2"}

@@ -190,8 +190,12 @@ def test_first_run_builds_every_table(runs):
     figures = lambda job: tuple(run1[job][k] for k in ("read", "valid", "duplicates", "quarantined"))  # noqa: E731
     assert figures("orders") == (7, 4, 1, 2) and figures("payments") == (7, 6, 0, 1)
     assert runs["enriched1"]["o1"]["fully_paid"] is True and "o9" not in runs["enriched1"]
-    for table in (SILVER_ORDERS, SILVER_ORDER_EVENTS, SILVER_PAYMENTS):
-        assert DeltaTable(uri(settings, SILVER_SCHEMA, table)).metadata().partition_columns == ["event_date"]
+    for table in (SILVER_ORDERS, SILVER_ORDER_EVENTS, SILVER_PAYMENTS, SILVER_ENRICHED):
+        assert DeltaTable(uri(settings, SILVER_SCHEMA, table)).metadata().partition_columns == ["published_minute"]
+    published = DeltaTable(uri(settings, SILVER_SCHEMA, SILVER_ORDER_EVENTS)).to_pyarrow_table(
+        columns=["kafka_timestamp", "published_minute"]).to_pylist()
+    assert published and all(r["published_minute"] == r["kafka_timestamp"].replace(second=0, microsecond=0)
+                             for r in published)
 
 
 def test_second_run_reads_only_new_bronze_rows(runs):

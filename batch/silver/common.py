@@ -38,6 +38,7 @@ ORDERS_CLEAN_DDL = tables.ORDERS_CLEAN.ddl
 ORDER_EVENTS_DDL = tables.ORDER_EVENTS.ddl
 PAYMENTS_CLEAN_DDL = tables.PAYMENTS_CLEAN.ddl
 ENRICHED_DDL = tables.ORDER_PAYMENTS_ENRICHED.ddl
+PUBLISHED_MINUTE_SQL = "date_trunc('minute', kafka_timestamp)"  # of a row with lineage; Spark's and DuckDB's SQL
 QUARANTINE_DDL = tables.QUARANTINE.ddl
 LINEAGE = ("topic", "partition", "offset", "kafka_timestamp", "ingest_ts", "incarnation")
 RAW_COLUMNS = ("topic", "incarnation", "partition", "offset", "raw_key", "raw_value", "raw_value_b64", "kafka_timestamp")
@@ -160,7 +161,7 @@ def dedupe(events: DataFrame) -> DataFrame:
 
 def content(events: DataFrame) -> Column:
     """A digest of an event's own fields, not of where or when it arrived: equal for a redelivered copy."""
-    fields = sorted(c for c in events.columns if c not in LINEAGE and c != "event_date")
+    fields = sorted(c for c in events.columns if c not in LINEAGE and c not in ("event_date", tables.PUBLISHED_MINUTE))
     return F.expr(f"sha2(to_json(struct({', '.join(map(quoted, fields))})), 256)")
 
 
@@ -229,7 +230,7 @@ def write_events(lake: "LakeEngine", batch: Increment, events: DataFrame, uri: s
     new = dedupe(events).join(stored.select("event_id"), "event_id", "left_anti")
     try:
         written = lake.merge_counted(
-            new, uri, ["event_id"], partition_by=["event_date"], when_matched_update="false", app_id=app,
+            new, uri, ["event_id"], partition_by=[tables.PUBLISHED_MINUTE], when_matched_update="false", app_id=app,
             txn_version=batch.end,
         )
         batch.conflict_keys = conflicting(events, stored.unionByName(new)).select(*QUARANTINE_KEYS).persist()

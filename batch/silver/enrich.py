@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
+from ecomlake.tables import PUBLISHED_MINUTE
 from ecomlake.contract import (
     MONEY_TYPE,
     SILVER_ENRICHED,
@@ -79,6 +80,7 @@ def enrich(orders: DataFrame, order_events: DataFrame, payments: DataFrame) -> D
         .withColumn("paid_amount", paid)
         .withColumn("fully_paid", (F.col("status") != "cancelled") & (F.col("paid_amount") >= F.col("total_amount")))
         .withColumn("last_published_ts", F.greatest("_order_published", "_payments_published"))
+        .withColumn(PUBLISHED_MINUTE, F.date_trunc("minute", "last_published_ts"))
         .select(*VALUE_COLUMNS)
     )
 
@@ -145,7 +147,7 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
         fresh = enrich(of(orders_uri), of(events_uri, events_v), payments)
         rows = changed_rows(fresh, existing, common.run_timestamp())
         stats.written = stats.valid = lake.merge_counted(rows, enriched_uri, ["order_id"], app_id=APP_ID,
-                                                         txn_version=target)
+                                                         txn_version=target, partition_by=[PUBLISHED_MINUTE])
         stats.read = keys.count()
     finally:
         keys.unpersist()

@@ -22,6 +22,7 @@ Spark). tests/test_silver_one_pass.py runs both on the same bronze and compares 
 from __future__ import annotations
 
 import json
+from datetime import timezone
 from typing import TYPE_CHECKING, Sequence
 
 from batch.silver import common, enrich, orders, payments
@@ -35,6 +36,7 @@ from ecomlake.tables import (
     ORDERS_RAW,
     PAYMENTS_CLEAN,
     PAYMENTS_RAW,
+    PUBLISHED_MINUTE,
     QUARANTINE,
     with_incarnation,
 )
@@ -91,6 +93,7 @@ class _Cycle:
         self.now = common.run_timestamp()
         self.schemas: dict = {}
         self.written: set[str] = set()
+        self.index = None
         db.execute("SET TimeZone = 'UTC'")
 
     # --- the cycle ---------------------------------------------------------------------------------------------
@@ -155,10 +158,32 @@ class _Cycle:
             return pc.unique(rows.filter(pc.is_null(rows["reason"]))[column].cast(pa.string()))
 
         order_ids = pc.unique(pa.concat_arrays([valid("orders", "order_id"), valid("payments", "order_id")]))
+        self.index = self.order_index()
+        if self.index is not None:
+            held, minutes = self.index.minutes(order_ids)
+            for name, table in (("events_stored", ORDER_EVENTS), ("payments_stored", PAYMENTS_CLEAN),
+                                ("clean_stored", ORDERS_CLEAN)):
+                self.stored(name, table, {"order_id": held}, minutes)
+            return
         self.stored("events_stored", ORDER_EVENTS, {"event_id": valid("orders", "event_id"), "order_id": order_ids})
         self.stored("payments_stored", PAYMENTS_CLEAN,
                     {"event_id": valid("payments", "event_id"), "order_id": order_ids})
         self.stored("clean_stored", ORDERS_CLEAN, {"order_id": order_ids})
+
+    def order_index(self):
+        """The lake's order_minutes index, followed up to the tables' latest commits; None on a lake whose tables are
+        not laid out by published_minute (they are then read whole)."""
+        from batch.silver import order_minutes
+
+        tables = (ORDER_EVENTS, PAYMENTS_CLEAN, ORDERS_CLEAN, ORDER_PAYMENTS_ENRICHED)
+        if any(self.lake.partition_columns(self.uri[t.name]) != [PUBLISHED_MINUTE] for t in tables):
+            return None
+        index = order_minutes.for_lake(self.settings)
+        try:
+            index.follow(self.lake)
+        except order_minutes.CannotFollow:
+            return None
+        return index
 
     def events_job(self, job: str, module, increment: "pa.Table | None", start: int, end: int) -> common.JobStats:
         """What run_increment does with the job's writers: the increment's events, the orders' fold, quarantine."""
@@ -176,7 +201,7 @@ class _Cycle:
         rejected = self.scalar("SELECT count(*) FROM increment WHERE reason IS NOT NULL")
         self.new_and_conflicting(columns, stored)
         if folds:
-            clean = self.merge(self.fold_changed(stored), ORDERS_CLEAN, module.APP_ID, end)
+            clean = self.upsert(self.fold_changed(stored), ORDERS_CLEAN, "clean_stored", module.APP_ID, end)
             self.register("clean_written", clean)
             stats.written += clean.num_rows
         new = self.append(self.db.execute("SELECT * FROM new").to_arrow_table(), table, module.APP_ID, end)
@@ -194,7 +219,7 @@ class _Cycle:
     def new_and_conflicting(self, columns: Sequence[str], stored: str) -> None:
         """write_events' two sets: `new`, the first copy (in arrival order) of each valid event_id that silver does not
         hold yet; `conflicts`, the coordinates of the valid copies whose content differs from the copy silver keeps."""
-        content = [c for c in columns if c not in common.LINEAGE and c != "event_date"]
+        content = [c for c in columns if c not in common.LINEAGE and c not in ("event_date", PUBLISHED_MINUTE)]
         self.view("held", f"SELECT {names(columns)} FROM {stored} WHERE event_id IN (SELECT event_id FROM valid)")
         self.table("new", f"""
             SELECT {names(columns)} FROM (
@@ -220,7 +245,8 @@ class _Cycle:
                 ) AS events
             ) AS copies WHERE _copy = 1""")
         clean = ORDERS_CLEAN.columns
-        derived = {"order_ts": "first_seen.order_ts", "event_date": "CAST(latest.event_ts AS DATE)"}
+        derived = {"order_ts": "first_seen.order_ts", "event_date": "CAST(latest.event_ts AS DATE)",
+                   PUBLISHED_MINUTE: "date_trunc('minute', latest.kafka_timestamp)"}
         self.table("fresh", f"""
             WITH latest AS (
                 SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY order_id ORDER BY {LATEST}) AS _rank
@@ -267,7 +293,11 @@ class _Cycle:
         self.as_committed("e_orders", ORDERS_CLEAN, "clean_stored", "clean_written", replaces=True)
         self.as_committed("e_events", ORDER_EVENTS, "events_stored", "orders_written")
         self.as_committed("e_payments", PAYMENTS_CLEAN, "payments_stored", "payments_written")
-        self.stored("e_stored", ORDER_PAYMENTS_ENRICHED, {"order_id": touched})
+        if self.index is not None:
+            held, minutes = self.index.minutes(touched)
+            self.stored("e_stored", ORDER_PAYMENTS_ENRICHED, {"order_id": held}, minutes)
+        else:
+            self.stored("e_stored", ORDER_PAYMENTS_ENRICHED, {"order_id": touched})
         self.table("e_fresh", f"""
             WITH o AS (
                 SELECT order_id, user_id, total_amount, currency, status, order_ts FROM e_orders
@@ -289,21 +319,25 @@ class _Cycle:
             )
             SELECT {names(enrich.VALUE_COLUMNS[:6])},
                    status != 'cancelled' AND paid_amount >= total_amount AS fully_paid,
-                   order_ts, last_payment_ts, greatest(_order_published, _payments_published) AS last_published_ts
+                   order_ts, last_payment_ts, greatest(_order_published, _payments_published) AS last_published_ts,
+                   date_trunc('minute', greatest(_order_published, _payments_published)) AS {PUBLISHED_MINUTE}
             FROM joined""")
         changed = self.changed_sql("e_fresh", "e_stored", enrich.VALUE_COLUMNS)
         rows = self.db.execute(f"SELECT *, CAST($now AS TIMESTAMPTZ) AS updated_ts FROM ({changed}) AS changed",
                                {"now": self.now}).to_arrow_table()
-        stats.written = stats.valid = self.merge(rows, ORDER_PAYMENTS_ENRICHED, enrich.APP_ID, target).num_rows
+        stats.written = stats.valid = self.upsert(rows, ORDER_PAYMENTS_ENRICHED, "e_stored", enrich.APP_ID,
+                                                  target).num_rows
         stats.read = len(touched)
         return stats.done()
 
     # --- DuckDB and the lake -----------------------------------------------------------------------------------
-    def stored(self, name: str, table, keys: dict) -> None:
-        """Registers the stored rows of `table` matching `keys` (incarnation as the jobs read it: NULL is 0)."""
+    def stored(self, name: str, table, keys: dict, minutes: "pa.Array | None" = None) -> None:
+        """Registers the stored rows of `table` matching `keys` (incarnation as the jobs read it: NULL is 0), read
+        from the `minutes` partitions only when given."""
         import pyarrow.compute as pc
 
-        rows = self.lake.rows_matching(self.uri[table.name], keys)
+        partitions = None if minutes is None else (PUBLISHED_MINUTE, minutes)
+        rows = self.lake.rows_matching(self.uri[table.name], keys, partitions=partitions)
         if set(table.columns) - set(rows.column_names):
             raise NotApplicable
         rows = rows.set_column(rows.column_names.index("incarnation"), "incarnation",
@@ -333,12 +367,31 @@ class _Cycle:
     def changed(self, fresh: str, stored: str, columns: Sequence[str]) -> "pa.Table":
         return self.db.execute(self.changed_sql(fresh, stored, columns)).to_arrow_table()
 
-    def merge(self, rows: "pa.Table", table, app_id: str, txn_version: int) -> "pa.Table":
+    def merge(self, rows: "pa.Table", table, app_id: str, txn_version: int, target_filter: str | None = None
+              ) -> "pa.Table":
         """The job's merge of `rows` into `table` on its keys; returns the rows merged, as committed."""
         rows = self.typed(rows, table)
         self.lake.merge(rows, self.uri[table.name], list(table.keys), partition_by=list(table.partition_by),
-                        app_id=app_id, txn_version=txn_version)
+                        app_id=app_id, txn_version=txn_version, target_filter=target_filter)
         return rows
+
+    def upsert(self, rows: "pa.Table", table, stored: str, app_id: str, txn_version: int) -> "pa.Table":
+        """The job's merge of `rows` into `table`, told which partitions the stored rows of their orders (`stored`,
+        looked up by the cycle) are in, so that it reads and rewrites only those; an append when there are none.
+        On a lake not laid out by published_minute, the whole table's merge."""
+        if self.index is None:
+            return self.merge(rows, table, app_id, txn_version)
+        if not len(rows):
+            return self.merge(rows, table, app_id, txn_version, target_filter="false")
+        self.db.register("_upserted", rows)
+        minutes = [m for (m,) in self.db.execute(
+            f"SELECT DISTINCT {q(PUBLISHED_MINUTE)} FROM {stored} "
+            f"WHERE order_id IN (SELECT order_id FROM _upserted) ORDER BY 1").fetchall()]
+        self.db.unregister("_upserted")
+        if not minutes:
+            return self.append(rows, table, app_id, txn_version)
+        listed = ", ".join(f"TIMESTAMP '{m.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}'" for m in minutes)
+        return self.merge(rows, table, app_id, txn_version, target_filter=f"target.{PUBLISHED_MINUTE} IN ({listed})")
 
     def append(self, rows: "pa.Table", table, app_id: str, txn_version: int) -> "pa.Table":
         """The job's insert-only merge as an append: `rows` hold no key the table holds (the cycle looked them up

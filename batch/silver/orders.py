@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
+from ecomlake.tables import PUBLISHED_MINUTE
 from ecomlake.projection import project, quoted
 from ecomlake.settings import Settings
 from ecomlake.contract import (
@@ -93,7 +94,8 @@ def classify(bronze: DataFrame, max_ahead_s: int = Settings.event_ts_max_ahead_s
 def _typed() -> dict[str, str]:
     """The SQL of each typed event column of a classified row (lineage columns are taken as they are)."""
     typed = {c: f"_doc.{quoted(c)}" for c in ORDER_REQUIRED}
-    return {**typed, "event_ts": "_event_ts", "event_date": "to_date(_event_ts)"}
+    return {**typed, "event_ts": "_event_ts", "event_date": "to_date(_event_ts)",
+            PUBLISHED_MINUTE: common.PUBLISHED_MINUTE_SQL}
 
 
 def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -124,21 +126,21 @@ def valid_events(classified: DataFrame) -> DataFrame:
 def fold(history: DataFrame) -> DataFrame:
     """orders_clean rows from each order's distinct valid events: the latest by (event_ts, offset) (a cancel event
     thus updates the status), order_ts = its order_created event time, or its earliest event time if none."""
-    event_columns = [c for c in CLEAN_COLUMNS if c not in ("order_ts", "event_date")]
+    event_columns = [c for c in CLEAN_COLUMNS if c not in ("order_ts", "event_date", PUBLISHED_MINUTE)]
     per_order = history.groupBy("order_id").agg(
         F.max_by(F.struct(*event_columns), F.struct("event_ts", "incarnation", "offset", "partition")).alias("latest"),
         F.coalesce(
             F.min(F.when(F.col("event_type") == "order_created", F.col("event_ts"))), F.min("event_ts")
         ).alias("order_ts"),
     )
-    return per_order.select("latest.*", "order_ts").withColumn("event_date", F.to_date("event_ts")).select(
-        *CLEAN_COLUMNS
-    )
+    return per_order.select("latest.*", "order_ts").withColumn("event_date", F.to_date("event_ts")).withColumn(
+        PUBLISHED_MINUTE, F.expr(common.PUBLISHED_MINUTE_SQL)).select(*CLEAN_COLUMNS)
 
 
 def with_event_date(events: DataFrame) -> DataFrame:
-    return project(events, ["to_date(event_ts) AS event_date" if c == "event_date" else quoted(c)
-                            for c in EVENT_TABLE_COLUMNS])
+    derived = {"event_date": "to_date(event_ts) AS event_date",
+               PUBLISHED_MINUTE: f"{common.PUBLISHED_MINUTE_SQL} AS {PUBLISHED_MINUTE}"}
+    return project(events, [derived.get(c, quoted(c)) for c in EVENT_TABLE_COLUMNS])
 
 
 # --- the job ------------------------------------------------------------------------------------------------------
@@ -158,7 +160,7 @@ def write_clean(
     else:
         stored = common.empty(batch.classified.sparkSession, common.ORDERS_CLEAN_DDL)
     rows = common.changed_only(fold(common.dedupe(history)), stored, ["order_id"], CLEAN_COLUMNS)
-    stats.written += lake.merge_counted(rows, uri, ["order_id"], partition_by=["event_date"], app_id=APP_ID,
+    stats.written += lake.merge_counted(rows, uri, ["order_id"], partition_by=[PUBLISHED_MINUTE], app_id=APP_ID,
                                         txn_version=batch.end)
 
 

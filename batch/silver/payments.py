@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
+from ecomlake.tables import PUBLISHED_MINUTE
 from ecomlake.projection import project, quoted
 from ecomlake.settings import Settings
 from ecomlake.contract import (
@@ -99,6 +100,7 @@ def _typed() -> dict[str, str]:
         "amount": f"CAST(CAST(_doc.amount_cents AS decimal(20,0)) / 100 AS {MONEY_TYPE})",
         "event_ts": "_event_ts",
         "event_date": "to_date(_event_ts)",
+        PUBLISHED_MINUTE: common.PUBLISHED_MINUTE_SQL,
         **{c: f"_doc.{c}" for c in ("payment_id", "order_id", "amount_cents", "currency", "status", "method")},
     }
 

@@ -56,10 +56,12 @@ class LakeEngine(ABC):
         when_matched_update: str | None = None,
         app_id: str | None = None,
         txn_version: int | None = None,
+        target_filter: str | None = None,
     ) -> bool:
         """Upsert `df` into `uri` on `keys` (creating the table if missing). `when_matched_update` is an optional SQL
         predicate over `target`/`source` that must hold for a matched row to be updated (e.g. only newer
-        events win). With app_id/txn_version the merge is recorded as an application transaction in the same
+        events win). `target_filter`, an SQL predicate over `target` that every stored row of `df`'s keys meets (e.g.
+        their partitions), lets the engine skip the files of the other rows. With app_id/txn_version the merge is recorded as an application transaction in the same
         commit (even when no row changes, so a consumed batch is remembered) and skipped when that version or a
         later one is already recorded. Returns True when it committed."""
 

@@ -44,6 +44,9 @@ class DeltaRsEngine(LakeEngine):
     def version(self, uri: str) -> int | None:
         return _open(uri).version() if self.exists(uri) else None
 
+    def partition_columns(self, uri: str) -> list[str]:
+        return list(_open(uri).metadata().partition_columns) if self.exists(uri) else []
+
     def txn_version(self, uri: str, app_id: str) -> int | None:
         return _open(uri).transaction_version(app_id) if self.exists(uri) else None
 
@@ -61,9 +64,9 @@ class DeltaRsEngine(LakeEngine):
         if done is not None and done >= txn_version:
             return False
         location, options = delta_rs_location(uri)
-        write_deltalake(
+        write_deltalake(  # a table keeps the partitioning it was created with
             table or location, _nullable(df if isinstance(df, pa.Table) else df.toArrow()), mode="append",
-            partition_by=list(partition_by) or None, schema_mode="merge",
+            partition_by=(list(partition_by) or None) if table is None else None, schema_mode="merge",
             commit_properties=_commit_properties(app_id, txn_version), storage_options=options,
         )
         return True
@@ -81,32 +84,37 @@ class DeltaRsEngine(LakeEngine):
             table.metadata().partition_columns, adds,
         )
 
-    def rows_matching(self, uri: str, keys: dict) -> "pa.Table":
+    def rows_matching(self, uri: str, keys: dict, partitions: tuple[str, "pa.Array"] | None = None) -> "pa.Table":
         """The latest rows whose value in any of the `keys` columns is among that column's values (an Arrow array),
-        read by delta-rs straight from the table's Parquet into Arrow. For a few thousand keys in a table of 140k
-        rows this takes about 15 ms; the same lookup as a Spark job takes 155 ms.
+        read by delta-rs straight from the table's Parquet into Arrow; with `partitions` (a partition column and its
+        values), from the files of those partitions only, the others left unopened. A lookup as a Spark job costs
+        ten times as much.
 
         The rows are filtered batch by batch after the scan, not by a scan filter: delta-rs writes its strings as
         string_view, and pyarrow's scan filter then fails on files whose statistics it compares with plain strings
         (random ids make statistics useless here anyway)."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         table = _open(uri)
         _check_readable(table, uri)
-        dataset = table.to_pyarrow_dataset()
         keys = {column: values for column, values in keys.items() if len(values)}
+        if partitions is not None:
+            schema = pa.schema(table.schema().to_arrow())
+            if not keys:
+                return schema.empty_table()
+            column, values = partitions
+            found = [_matching(rows, keys) for rows in _partition_rows(table, uri, schema, column, values)]
+            return pa.Table.from_batches([b for t in found for b in t.to_batches()], schema=schema)
+        dataset = table.to_pyarrow_dataset()
         if not keys:
             return dataset.schema.empty_table()
-        found = []
-        for batch in dataset.to_batches(columns=dataset.schema.names):
-            matches = [pc.is_in(batch[column], value_set=values.cast(batch.schema.field(column).type))
-                       for column, values in keys.items()]
-            mask = matches[0]
-            for match in matches[1:]:
-                mask = pc.or_kleene(mask, match)
-            found.append(batch.filter(mask))
+        found = [_matching(batch, keys) for batch in dataset.to_batches(columns=dataset.schema.names)]
         return pa.Table.from_batches(found, schema=dataset.schema)
+
+    def partition_files(self, uri: str, column: str, values: "pa.Array | None" = None) -> list[tuple[str, object]]:
+        """(file path, partition value) of the table's files in the partitions `values` of `column` (all when
+        None), from the Delta log: no file is opened."""
+        return _partition_files(_open(uri), uri, column, values)
 
     # --- silver: merge, history and maintenance ----------------------------------------------------
     def merge_counted(self, df, uri, keys, **options) -> int:
@@ -115,7 +123,8 @@ class DeltaRsEngine(LakeEngine):
         self.merge(data, uri, keys, **options)
         return data.num_rows
 
-    def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None):
+    def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None,
+              target_filter=None):
         """`df` is a Spark DataFrame, or the Arrow table merge_counted collected from one."""
         import pyarrow as pa
         from deltalake import write_deltalake
@@ -133,6 +142,8 @@ class DeltaRsEngine(LakeEngine):
                             storage_options=options)
             return True
         predicate = " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
+        if target_filter:
+            predicate += f" AND ({target_filter})"
         before = table.version()
         (
             table.merge(data, predicate, source_alias="source", target_alias="target", merge_schema=True,
@@ -174,6 +185,56 @@ class DeltaRsEngine(LakeEngine):
 
 
 _kept = threading.local()
+
+
+def _matching(rows, keys: dict):
+    """The rows (a batch or a table) whose value in any `keys` column is among that column's values."""
+    import pyarrow.compute as pc
+
+    matches = [pc.is_in(rows[column], value_set=values.cast(rows.schema.field(column).type))
+               for column, values in keys.items()]
+    mask = matches[0]
+    for match in matches[1:]:
+        mask = pc.or_kleene(mask, match)
+    return rows.filter(mask)
+
+
+def _partition_files(table, uri: str, column: str, values) -> list[tuple[str, object]]:
+    import posixpath
+    from urllib.parse import unquote
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ecomlake.lake.fs import resolve
+
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if not actions.num_rows:
+        return []
+    parts = actions[f"partition.{column}"]
+    if values is not None:
+        keep = pc.is_in(parts, value_set=values.cast(parts.type))
+        actions, parts = actions.filter(keep), parts.filter(keep)
+    _, root = resolve(uri)
+    return [(posixpath.join(root, unquote(path)), value)
+            for path, value in zip(actions["path"].to_pylist(), parts.to_pylist())]
+
+
+def _partition_rows(table, uri: str, schema, column: str, values):
+    """Each file of the partitions `values` of `column`, as an Arrow table in `schema` (its partition value added)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ecomlake.lake.fs import resolve
+
+    filesystem, _ = resolve(uri)
+    for path, value in _partition_files(table, uri, column, values):
+        rows = pq.read_table(path, filesystem=filesystem)
+        for field in schema:  # columns added to the table after this file was written
+            if field.name not in rows.column_names:
+                rows = rows.append_column(field.name, pa.array([value if field.name == column else None]
+                                                               * rows.num_rows, field.type))
+        yield rows.select(schema.names).cast(schema)
 
 
 def _open(uri: str, version: int | None = None):

@@ -46,7 +46,7 @@ class DeltaSparkEngine(LakeEngine):
             return False
         writer = (df.write.format("delta").mode("append").option("mergeSchema", "true")
                   .option("txnAppId", app_id).option("txnVersion", txn_version))
-        if partition_by:
+        if partition_by and not self.exists(uri):  # a table keeps the partitioning it was created with
             writer = writer.partitionBy(*partition_by)
         writer.save(uri)
         return True
@@ -58,7 +58,8 @@ class DeltaSparkEngine(LakeEngine):
         return reader.load(uri)
 
     # --- silver: merge, history and maintenance ----------------------------------------------------
-    def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None):
+    def merge(self, df, uri, keys, *, partition_by=(), when_matched_update=None, app_id=None, txn_version=None,
+              target_filter=None):
         from delta.tables import DeltaTable
 
         idempotent = app_id is not None and txn_version is not None
@@ -77,6 +78,8 @@ class DeltaSparkEngine(LakeEngine):
         table = DeltaTable.forPath(self.spark, uri)
         before = table.history(1).select("version").first()[0]
         condition = " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
+        if target_filter:
+            condition += f" AND ({target_filter})"
         with _txn_confs(self.spark, app_id if idempotent else None, txn_version):
             (
                 table.alias("target")

@@ -22,6 +22,7 @@ from ecomlake.tables import (
     ORDERS_RAW,
     PAYMENTS_CLEAN,
     PAYMENTS_RAW,
+    PUBLISHED_MINUTE,
     QUARANTINE,
 )
 
@@ -73,6 +74,9 @@ def _chunk(rng: "np.random.Generator", n: int, first: int, total: int, start: da
         micros = (start.timestamp() + seconds) * 1e6
         return pa.array(micros.astype("int64"), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
+    def minute(seconds: "np.ndarray") -> "pa.Array":
+        return ts(np.floor((start.timestamp() + seconds) / 60) * 60 - start.timestamp())
+
     created_s = (first + np.arange(n)) * (span_s / total)
     paid_s = created_s + rng.uniform(0.5, 5.0, n)
     order_ts, payment_ts = ts(created_s), ts(paid_s)
@@ -100,17 +104,18 @@ def _chunk(rng: "np.random.Generator", n: int, first: int, total: int, start: da
     event = {"order_id": order_id, "event_id": uuids(rng, n), "event_type": pa.array(["order_created"] * n),
              "user_id": user_id, "items": items, "currency": currency, "total_amount": amount,
              "status": pa.array(["created"] * n), "order_ts": order_ts, "event_ts": order_ts,
-             "event_date": order_ts.cast(pa.date32()), **lineage(order_topic, order_ts)}
+             "event_date": order_ts.cast(pa.date32()), PUBLISHED_MINUTE: minute(created_s),
+             **lineage(order_topic, order_ts)}
     payment = {"event_id": uuids(rng, n), "payment_id": uuids(rng, n), "order_id": order_id, "amount": amount,
                "amount_cents": pa.array(cents, pa.int64()), "currency": currency,
                "status": pa.array(["captured"] * n),
                "method": pa.array(np.array(PAYMENT_METHODS)[rng.integers(0, len(PAYMENT_METHODS), n)]),
-               "event_ts": payment_ts, "event_date": payment_ts.cast(pa.date32()),
+               "event_ts": payment_ts, "event_date": payment_ts.cast(pa.date32()), PUBLISHED_MINUTE: minute(paid_s),
                **lineage(payment_topic, payment_ts)}
     enriched = {"order_id": order_id, "user_id": user_id, "total_amount": amount, "paid_amount": amount,
                 "currency": currency, "status": pa.array(["created"] * n), "fully_paid": pa.array(np.ones(n, bool)),
                 "order_ts": order_ts, "last_payment_ts": payment_ts, "last_published_ts": payment_ts,
-                "updated_ts": ts(paid_s + 2.0)}
+                "updated_ts": ts(paid_s + 2.0), PUBLISHED_MINUTE: minute(paid_s)}
     columns = {ORDER_EVENTS.name: event, ORDERS_CLEAN.name: event, PAYMENTS_CLEAN.name: payment,
                ORDER_PAYMENTS_ENRICHED.name: enriched}
     return {name: pa.table({c: columns[name][c] for c in schemas[name].names}).cast(schemas[name])

@@ -1,0 +1,240 @@
+"""Per order, the publication minutes its silver rows lie in: what lets a silver cycle read and rewrite only the
+partitions of the orders it touches, however long the history.
+
+order_events, payments_clean, orders_clean and order_payments_enriched are partitioned by `published_minute`
+(ecomlake/tables.py). Every row of an order lies in a minute between the first and the last publication of its events
+and payments: an event's own, an orders_clean row's latest event's, an enriched row's last_published_ts's. So this
+keeps, per order id, the first and the last minute of its rows in order_events and payments_clean, and a cycle looks
+up an order in those minutes only, and not at all when the order is new (most of an increment's orders are).
+
+It is derived data, never a second truth: it follows the two tables' Delta logs (the files each data commit added,
+whoever wrote it: the one-pass cycle, the jobs, a backfill) and is rebuilt from the tables when it cannot follow
+(a new process, a log it cannot read). Held in numpy as sorted 64-bit hashes of the ids with two 32-bit minutes,
+16 bytes an order; a hash shared by two orders only widens their range, which costs a read, never a row.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import threading
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from ecomlake.lake import delta_log
+from ecomlake.lake.fs import resolve
+from ecomlake.tables import ORDER_EVENTS, PAYMENTS_CLEAN, PUBLISHED_MINUTE
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from ecomlake.lake import LakeEngine
+    from ecomlake.settings import Settings
+
+MERGE_AT = 200_000  # orders kept aside (unsorted into the main arrays) before they are merged in
+_by_lake: dict[str, "OrderMinutes"] = {}
+_lock = threading.Lock()
+
+
+class CannotFollow(Exception):
+    """The tables are not laid out by published_minute (a lake from before it): a cycle reads them whole."""
+
+
+def for_lake(settings: "Settings") -> "OrderMinutes":
+    """The process's index of a lake (the continuous service keeps it across cycles)."""
+    with _lock:
+        return _by_lake.setdefault(settings.lakehouse_uri, OrderMinutes(settings))
+
+
+def minute_number(values: "pa.Array") -> "np.ndarray":
+    """Minutes since the epoch of UTC timestamps (int32)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    micros = pc.cast(values.cast(pa.timestamp("us", tz="UTC")), pa.int64())
+    return np.asarray(pc.divide(micros, 60_000_000).to_numpy(zero_copy_only=False), dtype=np.int32)
+
+
+def minute_values(numbers) -> "pa.Array":
+    """The published_minute values of minute numbers."""
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.array(np.asarray(numbers, dtype=np.int64) * 60_000_000, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+
+
+def hashes(order_ids) -> "np.ndarray":
+    """64-bit hashes of order ids, in their order (DuckDB's hash, vectorised; a Python loop holds the GIL per id)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if len(order_ids) == 0:
+        return np.empty(0, np.uint64)
+    con = _duckdb()
+    con.register("ids", pa.table({"id": order_ids}))
+    try:
+        # DuckDB keeps the insertion order of a projection (preserve_insertion_order, on by default).
+        return con.execute("SELECT hash(CAST(id AS VARCHAR)) AS h FROM ids").fetchnumpy()["h"].astype(np.uint64)
+    finally:
+        con.unregister("ids")
+
+
+_local = threading.local()
+
+
+def _duckdb():
+    import duckdb
+
+    if getattr(_local, "con", None) is None:
+        _local.con = duckdb.connect()
+    return _local.con
+
+
+class OrderMinutes:
+    def __init__(self, settings: "Settings"):
+        import numpy as np
+
+        self.uris = (ORDER_EVENTS.uri(settings), PAYMENTS_CLEAN.uri(settings))
+        self.keys = np.empty(0, np.uint64)
+        self.lo = np.empty(0, np.int32)
+        self.hi = np.empty(0, np.int32)
+        self.aside: list[tuple] = []  # (keys, lo, hi) added since the last merge, each unsorted
+        self.synced: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.keys) + sum(len(k) for k, _, _ in self.aside)
+
+    # --- following the tables ---------------------------------------------------------------------------------
+    def follow(self, lake: "LakeEngine") -> None:
+        """Brings the index up to the tables' latest versions (raises CannotFollow on a lake laid out otherwise)."""
+        with self.lock:
+            for uri in self.uris:
+                version = lake.version(uri)
+                if version is None:
+                    continue
+                done = self.synced.get(uri)
+                try:
+                    if done is None:
+                        self._add_all(lake, uri)
+                    elif done < version:
+                        self._add_files(uri, delta_log.added_files(uri, done, version))
+                except (OSError, CannotFollow) as err:
+                    self._reset()
+                    if isinstance(err, CannotFollow):
+                        raise
+                    return self.follow(lake)
+                self.synced[uri] = version
+
+    def _reset(self) -> None:
+        import numpy as np
+
+        self.keys, self.lo, self.hi = np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int32)
+        self.aside, self.synced = [], {}
+
+    def _add_all(self, lake: "LakeEngine", uri: str) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if lake.partition_columns(uri) != [PUBLISHED_MINUTE]:
+            raise CannotFollow(f"{uri} is not partitioned by {PUBLISHED_MINUTE}")
+        filesystem, _ = resolve(uri)
+        ids, minutes = [], []
+        for path, value in lake.partition_files(uri, PUBLISHED_MINUTE):
+            column = pq.read_table(path, columns=["order_id"], filesystem=filesystem)["order_id"]
+            ids.extend(column.chunks)
+            minutes.append(np.full(len(column), int(value.timestamp() // 60), np.int32))
+        if ids:
+            self._add(pa.chunked_array([c.cast(pa.string()) for c in ids], pa.string()), np.concatenate(minutes))
+
+    def _add_files(self, uri: str, adds: list[dict]) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        filesystem, root = resolve(uri)
+        ids, minutes = [], []
+        for add in adds:
+            value = (add.get("partitionValues") or {}).get(PUBLISHED_MINUTE)
+            if value is None:
+                raise CannotFollow(f"{uri}: {add['path']} has no {PUBLISHED_MINUTE} partition")
+            minute = int(datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp() // 60)
+            column = pq.read_table(posixpath.join(root, unquote(add["path"])), columns=["order_id"],
+                                   filesystem=filesystem)["order_id"]
+            ids.append(column)
+            minutes.append(np.full(len(column), minute, np.int32))
+        if ids:
+            self._add(pa.chunked_array([c.cast(pa.string()) for chunk in ids for c in chunk.chunks], pa.string()),
+                      np.concatenate(minutes))
+
+    def _add(self, order_ids, minutes: "np.ndarray") -> None:
+        import numpy as np
+
+        if len(minutes) == 0:
+            return
+        keys = hashes(order_ids)
+        order = np.lexsort((minutes, keys))
+        keys, minutes = keys[order], minutes[order]
+        first = np.r_[True, keys[1:] != keys[:-1]]
+        starts = np.flatnonzero(first)
+        ends = np.r_[starts[1:], len(keys)] - 1
+        self.aside.append((keys[starts], minutes[starts], minutes[ends]))
+        if sum(len(k) for k, _, _ in self.aside) >= max(MERGE_AT, len(self.keys) // 20):
+            self._merge()
+
+    def _merge(self) -> None:
+        import numpy as np
+
+        keys = np.concatenate([self.keys, *(k for k, _, _ in self.aside)])
+        lo = np.concatenate([self.lo, *(v for _, v, _ in self.aside)])
+        hi = np.concatenate([self.hi, *(v for _, _, v in self.aside)])
+        order = np.argsort(keys, kind="stable")
+        keys, lo, hi = keys[order], lo[order], hi[order]
+        first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.empty(0, bool)
+        starts = np.flatnonzero(first)
+        self.keys = keys[starts]
+        self.lo = np.minimum.reduceat(lo, starts) if len(starts) else lo
+        self.hi = np.maximum.reduceat(hi, starts) if len(starts) else hi
+        self.aside = []
+
+    # --- looking up -------------------------------------------------------------------------------------------
+    def ranges(self, order_ids: "pa.Array") -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+        """(known, first minute, last minute) for each id: known is False for an order silver holds no row of."""
+        import numpy as np
+
+        with self.lock:
+            keys = hashes(order_ids)
+            known = np.zeros(len(keys), bool)
+            lo = np.full(len(keys), np.iinfo(np.int32).max, np.int32)
+            hi = np.full(len(keys), np.iinfo(np.int32).min, np.int32)
+            for table_keys, table_lo, table_hi in [(self.keys, self.lo, self.hi), *self.aside]:
+                if not len(table_keys):
+                    continue
+                if table_keys is self.keys:
+                    at = np.searchsorted(table_keys, keys)
+                    at[at == len(table_keys)] = 0
+                    hit = table_keys[at] == keys
+                else:
+                    order = np.argsort(table_keys)
+                    sorted_keys = table_keys[order]
+                    pos = np.searchsorted(sorted_keys, keys)
+                    pos[pos == len(sorted_keys)] = 0
+                    hit = sorted_keys[pos] == keys
+                    at = order[pos]
+                known |= hit
+                lo[hit] = np.minimum(lo[hit], table_lo[at[hit]])
+                hi[hit] = np.maximum(hi[hit], table_hi[at[hit]])
+            return known, lo, hi
+
+    def minutes(self, order_ids: "pa.Array") -> tuple["pa.Array", "pa.Array"]:
+        """(the ids silver holds rows of, the published_minute partitions those rows are in)."""
+        import numpy as np
+        import pyarrow as pa
+
+        known, lo, hi = self.ranges(order_ids)
+        spans = [np.arange(a, b + 1) for a, b in zip(lo[known], hi[known])]
+        numbers = np.unique(np.concatenate(spans)) if spans else np.empty(0, np.int64)
+        return pa.array(order_ids).filter(pa.array(known)), minute_values(numbers)
