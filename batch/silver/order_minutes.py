@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from ecomlake.errors import EcomlakeError
 from ecomlake.lake import delta_log
 from ecomlake.lake.fs import resolve
 from ecomlake.tables import ORDER_EVENTS, PAYMENTS_CLEAN, PUBLISHED_MINUTE
@@ -101,7 +102,7 @@ class OrderMinutes:
         self.lo = np.empty(0, np.int32)
         self.hi = np.empty(0, np.int32)
         self.aside: list[tuple] = []  # (keys, lo, hi) added since the last merge, each unsorted
-        self.synced: dict[str, int] = {}
+        self.synced: dict[str, tuple[str, int]] = {}  # table uri -> (table id, version followed)
         self.lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -109,24 +110,33 @@ class OrderMinutes:
 
     # --- following the tables ---------------------------------------------------------------------------------
     def follow(self, lake: "LakeEngine") -> None:
-        """Brings the index up to the tables' latest versions (raises CannotFollow on a lake laid out otherwise)."""
+        """Brings the index up to the tables' latest versions (raises CannotFollow on a lake laid out otherwise).
+        A log it cannot follow (a file or commit gone, a table replaced at the same place) makes it start again
+        from the tables."""
         with self.lock:
-            for uri in self.uris:
-                version = lake.version(uri)
-                if version is None:
-                    continue
-                done = self.synced.get(uri)
-                try:
-                    if done is None:
-                        self._add_all(lake, uri)
-                    elif done < version:
-                        self._add_files(uri, delta_log.added_files(uri, done, version))
-                except (OSError, CannotFollow) as err:
-                    self._reset()
-                    if isinstance(err, CannotFollow):
-                        raise
-                    return self.follow(lake)
-                self.synced[uri] = version
+            try:
+                self._follow(lake)
+            except (OSError, EcomlakeError):
+                self._reset()
+                self._follow(lake)
+            except CannotFollow:
+                self._reset()
+                raise
+
+    def _follow(self, lake: "LakeEngine") -> None:
+        for uri in self.uris:
+            version = lake.version(uri)
+            if version is None:
+                continue
+            identity = lake.table_id(uri)
+            done = self.synced.get(uri)
+            if done is not None and (done[0] != identity or done[1] > version):
+                raise EcomlakeError(f"{uri} is not the table the index followed")
+            if done is None:
+                self._add_all(lake, uri)
+            elif done[1] < version:
+                self._add_files(uri, delta_log.added_files(uri, done[1], version))
+            self.synced[uri] = (identity, version)
 
     def _reset(self) -> None:
         import numpy as np

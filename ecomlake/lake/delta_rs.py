@@ -44,6 +44,10 @@ class DeltaRsEngine(LakeEngine):
     def version(self, uri: str) -> int | None:
         return _open(uri).version() if self.exists(uri) else None
 
+    def table_id(self, uri: str) -> str | None:
+        """The id Delta gives a table when it is created: another id at the same place is another table."""
+        return _open(uri).metadata().id if self.exists(uri) else None
+
     def partition_columns(self, uri: str) -> list[str]:
         return list(_open(uri).metadata().partition_columns) if self.exists(uri) else []
 

@@ -11,7 +11,7 @@ history, and gold's first build is an incremental one on a warehouse that has th
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable
 
 from ecomlake.contract import CURRENCIES, FX_TO_USD, PAYMENT_METHODS
@@ -128,7 +128,6 @@ def write_history(spark: "SparkSession", settings: "Settings", orders: int, end:
     bronze tables and the application transactions that say silver has consumed them. Returns what was written and
     the expected gold totals of the history (GMV in USD, paid orders)."""
     import numpy as np
-    import pyarrow as pa
     from deltalake import CommitProperties, Transaction, write_deltalake
 
     from batch.silver import enrich

@@ -1,0 +1,67 @@
+"""Silver's order index (batch/silver/order_minutes.py): per order id, the publication minutes its rows are in,
+following the event tables' Delta logs whoever writes them, and starting again when it cannot follow."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+from deltalake import write_deltalake
+
+from batch.silver import order_minutes
+from batch.silver.order_minutes import OrderMinutes
+from ecomlake.lake.delta_rs import DeltaRsEngine
+from ecomlake.settings import Settings
+from ecomlake.tables import ORDER_EVENTS, PAYMENTS_CLEAN
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+TS = pa.timestamp("us", "UTC")
+
+
+def write(settings, table, rows: list[tuple[str, int]], mode: str = "append") -> None:
+    """Rows (order id, minutes after T0) into a table laid out like silver's event tables."""
+    write_deltalake(table.uri(settings), pa.table({
+        "order_id": pa.array([o for o, _ in rows]),
+        "published_minute": pa.array([T0 + timedelta(minutes=m) for _, m in rows], TS)}),
+        mode=mode, partition_by=["published_minute"])
+
+
+def minutes(index, *order_ids) -> dict:
+    known, lo, hi = index.ranges(pa.array(order_ids))
+    return {o: (int(a) - int(T0.timestamp() // 60), int(b) - int(T0.timestamp() // 60))
+            for o, k, a, b in zip(order_ids, known, lo, hi) if k}
+
+
+@pytest.mark.parametrize("merge_at", [1, 10**9], ids=["merged", "kept-aside"])
+def test_the_index_follows_both_event_tables_and_widens_an_orders_range(tmp_path, monkeypatch, merge_at):
+    monkeypatch.setattr(order_minutes, "MERGE_AT", merge_at)
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
+    lake = DeltaRsEngine(None, settings)
+    write(settings, ORDER_EVENTS, [("a", 0), ("b", 1)])
+    index = OrderMinutes(settings)
+    index.follow(lake)
+    assert minutes(index, "a", "b", "new") == {"a": (0, 0), "b": (1, 1)}, "an unknown order is not looked up"
+
+    write(settings, PAYMENTS_CLEAN, [("a", 3), ("c", 2)])
+    write(settings, ORDER_EVENTS, [("a", 1)])
+    index.follow(lake)
+    assert minutes(index, "a", "b", "c") == {"a": (0, 3), "b": (1, 1), "c": (2, 2)}
+    ids, parts = index.minutes(pa.array(["a", "new"]))
+    assert ids.to_pylist() == ["a"]
+    assert [p - T0 for p in parts.to_pylist()] == [timedelta(minutes=m) for m in range(4)]
+
+
+def test_a_table_replaced_at_the_same_place_is_read_again(tmp_path):
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
+    lake = DeltaRsEngine(None, settings)
+    write(settings, ORDER_EVENTS, [("a", 0)])
+    write(settings, ORDER_EVENTS, [("b", 0)])
+    index = OrderMinutes(settings)
+    index.follow(lake)
+    shutil.rmtree(ORDER_EVENTS.uri(settings))
+    write(settings, ORDER_EVENTS, [("z", 5)])  # a new lake at the same place: version 0 again
+    index.follow(lake)
+    assert minutes(index, "a", "b", "z") == {"z": (5, 5)}
