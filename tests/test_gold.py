@@ -302,7 +302,7 @@ def test_models_compile_to_trino_sql(tmp_path):
 
     assert 'from "delta"."silver"."order_payments_enriched"' in rendered["first"]["models/staging/stg_order_payments_enriched.sql"]
     incremental_fct = rendered["incremental"]["models/gold/fct_sales_minute.sql"]
-    assert "date_add('minute', -10, max(last_updated_ts))" in incremental_fct
+    assert "date_add('minute', -1, max(last_updated_ts))" in incremental_fct
     assert "watermark" not in rendered["first"]["models/gold/fct_sales_minute.sql"]
     assert "max(last_ingest_ts)" in rendered["incremental"]["models/gold/fct_payments_minute.sql"]
     for label, files in rendered.items():
