@@ -287,7 +287,7 @@ def test_models_compile_to_trino_sql(tmp_path):
     import sqlglot
     from sqlglot import exp
 
-    from trino_stub import TrinoStub
+    from trino_stub import WATERMARK, TrinoStub
 
     rendered = {}
     incremental = ["int_order_sales", "fct_sales_minute", "fct_payments_minute", "fct_sales_currency_minute"]
@@ -299,12 +299,17 @@ def test_models_compile_to_trino_sql(tmp_path):
             assert result.success, result.exception
             assert any("information_schema" in s.lower() for s in stub.statements)
         rendered[label] = compiled_sql(settings)
+        incremental_statements = stub.statements
 
     assert 'from "delta"."silver"."order_payments_enriched"' in rendered["first"]["models/staging/stg_order_payments_enriched.sql"]
     incremental_fct = rendered["incremental"]["models/gold/fct_sales_minute.sql"]
-    assert "date_add('minute', -1, max(last_updated_ts))" in incremental_fct
-    assert "watermark" not in rendered["first"]["models/gold/fct_sales_minute.sql"]
-    assert "max(last_ingest_ts)" in rendered["incremental"]["models/gold/fct_payments_minute.sql"]
+    # The watermark is read first, then written into the model's query as a literal that scans can prune by.
+    assert any("date_add('minute', -1, max(last_updated_ts))" in s for s in incremental_statements)
+    watermark = f"cast('{WATERMARK}' as timestamp(6) with time zone)"
+    assert f"order_sales.updated_ts > {watermark}" in incremental_fct
+    assert watermark not in rendered["first"]["models/gold/fct_sales_minute.sql"]
+    payments = rendered["incremental"]["models/gold/fct_payments_minute.sql"]
+    assert f"ingest_ts > {watermark}" in payments and f"payments.payment_ts >= {watermark}" in payments
     for label, files in rendered.items():
         assert len(files) >= 7 + 40
         for path, sql in files.items():

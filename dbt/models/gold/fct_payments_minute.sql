@@ -15,8 +15,14 @@
   Amounts are converted to USD with fx_rates before summing, like the sales facts.
   Incremental runs find the payment events ingested since the watermark (the newest ingest_ts already
   processed, kept in last_ingest_ts) and recompute every (minute, method) they fall in, in full: a capture that
-  arrives late, with an old event_ts, restates its old minute.
+  arrives late, with an old event_ts, restates its old minute. They read only the payments in the span of minutes
+  those events fall in (changed_minutes_span), so the scan follows the increment, not the day behind it.
 -#}
+
+{%- set ingested_after = watermark(this, 'last_ingest_ts') if is_incremental() else none %}
+{%- if ingested_after is not none %}
+{%- set span = changed_minutes_span(ref('stg_payments'), 'payment_ts', 'ingest_ts', ingested_after) %}
+{%- endif %}
 
 with
 
@@ -43,37 +49,22 @@ bucketed as (
         ingest_ts
 
     from payments
+    {% if ingested_after is not none %}
+    where payments.payment_ts >= {{ span[0] }}
+      and payments.payment_ts < {{ span[1] }}
+    {% endif %}
 
 ),
-
-{% if is_incremental() %}
-
-watermark as (
-
-    {{ watermark(this, 'last_ingest_ts') }}
-
-),
-
-affected as (
-
-    select distinct bucketed.minute_bucket, bucketed.payment_method
-    from bucketed
-    cross join watermark
-    where watermark.updated_after is null
-       or bucketed.ingest_ts > watermark.updated_after
-
-),
-
-{% else %}
 
 affected as (
 
     select distinct minute_bucket, payment_method
     from bucketed
+    {% if ingested_after is not none %}
+    where ingest_ts > {{ ingested_after }}
+    {% endif %}
 
 ),
-
-{% endif %}
 
 minute_payments as (
 

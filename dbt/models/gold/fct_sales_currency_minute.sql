@@ -17,73 +17,7 @@
 
 with
 
-order_sales as (
-
-    select * from {{ ref('int_order_sales') }}
-
-),
-
-fx_rates as (
-
-    select * from {{ ref('fx_rates') }}
-
-),
-
-{% if is_incremental() %}
-
-watermark as (
-
-    {{ watermark(this, 'last_updated_ts') }}
-
-),
-
-changed_orders as (
-
-    select distinct order_sales.order_id
-    from order_sales
-    cross join watermark
-    where watermark.updated_after is null
-       or order_sales.updated_ts > watermark.updated_after
-
-),
-
-{% endif %}
-
-affected_minutes as (
-
-    select distinct order_sales.minute_bucket
-    from order_sales
-    {% if is_incremental() %}
-    inner join changed_orders
-        on order_sales.order_id = changed_orders.order_id
-    {% endif %}
-
-),
-
-minute_orders as (
-
-    select order_sales.*
-    from order_sales
-    inner join affected_minutes
-        on order_sales.minute_bucket = affected_minutes.minute_bucket
-
-),
-
-paid_orders as (
-
-    select
-        minute_orders.minute_bucket,
-        minute_orders.currency,
-        minute_orders.total_amount as gmv_local,
-        minute_orders.total_amount * fx_rates.fx_to_usd as gmv_usd
-
-    from minute_orders
-    inner join fx_rates
-        on minute_orders.currency = fx_rates.currency
-    where minute_orders.is_current
-      and minute_orders.fully_paid
-
-),
+{{ sales_minute_orders(this) }},
 
 currency_sales as (
 

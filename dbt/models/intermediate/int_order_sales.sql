@@ -14,6 +14,8 @@
   fct_sales_minute to recompute the minute it left.
 -#}
 
+{%- set updated_after = watermark(this, 'updated_ts') if is_incremental() else none %}
+
 with
 
 orders as (
@@ -21,16 +23,6 @@ orders as (
     select * from {{ ref('stg_order_payments_enriched') }}
 
 ),
-
-{% if is_incremental() %}
-
-watermark as (
-
-    {{ watermark(this, 'updated_ts') }}
-
-),
-
-{% endif %}
 
 changed_orders as (
 
@@ -43,10 +35,8 @@ changed_orders as (
         orders.updated_ts
 
     from orders
-    {% if is_incremental() %}
-    cross join watermark
-    where watermark.updated_after is null
-       or orders.updated_ts > watermark.updated_after
+    {% if updated_after is not none %}
+    where orders.updated_ts > {{ updated_after }}
     {% endif %}
 
 ),
