@@ -15,10 +15,12 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from batch.silver import enrich as silver_enrich, orders as silver_orders, payments as silver_payments
+from batch.silver import enrich as silver_enrich
+from batch.silver import orders as silver_orders
+from batch.silver import payments as silver_payments
+from ecomlake import tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.locks import check_lake, single_writer
-from ecomlake import tables
 from ecomlake.tables import LAKE_TABLES
 
 if TYPE_CHECKING:

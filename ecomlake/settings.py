@@ -1,6 +1,6 @@
 """The one place configuration is read: environment variables with embedded-stack defaults.
 
-Every variable is documented in `.env.example` and the README's configuration table.
+Every variable is documented in `.env.example` and the table of docs/configuration.md (tests/test_docs.py checks both).
 """
 
 from __future__ import annotations

@@ -10,11 +10,17 @@ from pathlib import Path
 from ecomlake.errors import EcomlakeError
 from ecomlake.java import ensure_java
 from ecomlake.jvm.parts import (  # pinned there, once
-    AWS_SDK_V2_VERSION, DELTA_VERSION, HADOOP_AWS_VERSION, SCALA, SPARK_VERSION, spark_jars_dir, spark_s3_jars_dir,
+    AWS_SDK_V2_VERSION,
+    DELTA_VERSION,
+    HADOOP_AWS_VERSION,
+    SCALA,
+    SPARK_VERSION,
+    spark_jars_dir,
+    spark_s3_jars_dir,
 )
-from ecomlake.pyfiles import project_zip
 from ecomlake.lake.fs import is_s3
-from ecomlake.settings import Settings, SparkTuning, debug_enabled, aws_region, s3_endpoint, under_spark_submit
+from ecomlake.pyfiles import project_zip
+from ecomlake.settings import Settings, SparkTuning, aws_region, debug_enabled, s3_endpoint, under_spark_submit
 
 # (setting, value) -> jar name prefixes that must be on the classpath, and the Maven coordinates that provide them.
 REQUIRED_JARS = {

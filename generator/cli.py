@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=non_negative_float, default=0.0, metavar="R",
                         help="events per second (default 0: as fast as the broker takes them)")
     parser.add_argument("--scenario", choices=tuple(SCENARIOS), default="steady", help="default %(default)s")
-    parser.add_argument("--seed", type=int, default=None, metavar="K", help="RNG seed (default: random, recorded in the manifest)")
+    parser.add_argument("--seed", type=int, default=None, metavar="K",
+                        help="RNG seed (default: random, recorded in the manifest)")
     parser.add_argument("--start", type=_start, default=None, metavar="ISO",
                         help="simulated clock start for event_ts (default: now)")
     parser.add_argument("--manifest", metavar="PATH", help="write a JSON manifest of what was sent and what silver must hold")

@@ -61,7 +61,8 @@ def refresh_counts(settings: Settings, state: DemoState) -> None:
     try:
         _, rows = gold_query(settings, "select count(*) from gold.fct_sales_minute")
         counts["gold minutes"] = rows[0][0] if rows else 0
-        _, latest = gold_query(settings, "select minute_bucket, gmv, paid_orders from gold.fct_sales_minute order by minute_bucket desc limit 1")
+        _, latest = gold_query(settings, "select minute_bucket, gmv, paid_orders from gold.fct_sales_minute "
+                                         "order by minute_bucket desc limit 1")
         state.latest_minute = latest[0] if latest else None
     except Exception:  # the warehouse is busy while gold builds: keep the last figure
         counts["gold minutes"] = state.counts.get("gold minutes", 0)

@@ -2,7 +2,7 @@
 
 In a fresh JVM the first silver cycles are several times slower than later ones (class loading, JIT compilation,
 code generation for each of a cycle's queries): in the 300 s latency run at 1,000 events/s, silver's backlog rose to
-23,700 rows in the first 30 s, then stayed at 3,000-7,000 (see the README). The same queries run on a scratch lake
+23,700 rows in the first 30 s, then stayed at 3,000-7,000 (docs/benchmarks.md). The same queries run on a scratch lake
 compile what the real cycles reuse. The first run creates the silver tables (with the Spark jobs) and the later ones
 merge into them (in one pass, as the service's cycles do: batch/silver/one_pass.py), so both paths are warm.
 

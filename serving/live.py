@@ -147,7 +147,7 @@ def create_app(settings: Settings, refresh_s: float = REFRESH_SECONDS, reader: S
 
     @app.server.route("/api/summary")
     def api_summary():
-        """The page's figures as JSON (see README, "Live dashboard")."""
+        """The page's figures as JSON (docs/dashboard.md)."""
         return jsonify(reader.get())
 
     app.layout = html.Div([

@@ -23,7 +23,6 @@ from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings, TrinoConfig, load
 
 
-
 def _lake_schemas() -> dict[str, tuple[str, ...]]:
     """schema -> the Delta tables Spark writes there. Gold's has none: dbt creates its tables through Trino."""
     schemas: dict[str, tuple[str, ...]] = {}

@@ -21,6 +21,7 @@ from ecomlake import broker
 from ecomlake.errors import EcomlakeError
 from ecomlake.jvm import parts
 from ecomlake.settings import Settings
+
 # Session servers, defined here once so every test module shares one of each (a fixture imported into two modules
 # would be two fixtures, each starting its own server).
 from fixtures_kafka import kafka_broker_settings, kafka_settings, skip_or_fail  # noqa: F401

@@ -8,7 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Sequence
 
 from ecomlake.contract import FX_TO_USD
-from pipeline.bench.synthetic_silver import CENT, Order, Payment, payments_by_order, fully_paid, minute_of
+from pipeline.bench.synthetic_silver import CENT, Order, Payment, fully_paid, minute_of, payments_by_order
+
 
 def expected_minutes(orders: Sequence[Order], payments: Sequence[Payment]) -> dict[datetime, tuple[Decimal, int]]:
     """gmv (USD, exact) and paid_orders per UTC minute of order_ts, over fully paid orders only."""

@@ -16,8 +16,15 @@ import subprocess
 
 import pytest
 
-from helpers.airflow_venv import (AIRFLOW_VERSION, CONSTRAINTS, DAGS, REPO, REPORT_SCRIPT, airflow_env,
-                                  ensure_airflow_venv)
+from helpers.airflow_venv import (
+    AIRFLOW_VERSION,
+    CONSTRAINTS,
+    DAGS,
+    REPO,
+    REPORT_SCRIPT,
+    airflow_env,
+    ensure_airflow_venv,
+)
 from pipeline.cli import COMMANDS
 
 DAG_IDS = {"bronze_streams_raw", "silver_jobs", "gold_dbt", "gold_full_refresh", "freshness_checks",

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.airflow_venv import airflow_env, ensure_airflow_venv, skip_or_fail
 from ecomlake.settings import Settings
+from helpers.airflow_venv import airflow_env, ensure_airflow_venv, skip_or_fail
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

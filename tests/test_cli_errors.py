@@ -34,5 +34,6 @@ def test_debug_shows_the_full_trace(boom, monkeypatch):
 
 
 def test_a_py4j_error_shows_the_java_exception_line():
-    err = RuntimeError("An error occurred while calling o51.load.\n: java.io.FileNotFoundException: /x (Is a directory)\n\tat ...")
+    err = RuntimeError(
+        "An error occurred while calling o51.load.\n: java.io.FileNotFoundException: /x (Is a directory)\n\tat ...")
     assert cli._one_line(err) == "RuntimeError: java.io.FileNotFoundException: /x (Is a directory)"

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from ecomlake import spark
-from ecomlake.tables import in_layer
 from ecomlake.settings import Settings
+from ecomlake.tables import in_layer
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -300,7 +300,6 @@ def test_every_mounted_path_and_build_input_exists():
                 assert source in (COMPOSE.get("volumes") or {}), f"{name}: undeclared volume {source}"
         if "build" in service:
             dockerfile = dockerfile_of(service)
-            context = dockerfile.parent if service["build"] == "docker/hive-metastore" else REPO
             for line in dockerfile.read_text().splitlines():
                 m = re.match(r"\s*COPY\s+(?:--\S+\s+)*(\S+)\s+\S+", line)
                 if m and not m.group(1).startswith("--"):

@@ -13,11 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ecomlake import broker
-from serving.dashboard import read_last_minutes
-from ecomlake.settings import Settings
-
 from conftest import REPO, cli_env, free_port
+from ecomlake import broker
+from ecomlake.settings import Settings
+from serving.dashboard import read_last_minutes
 
 pytestmark = pytest.mark.slow
 

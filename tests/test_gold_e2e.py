@@ -14,8 +14,8 @@ import duckdb
 import pytest
 
 import reference
-from kafka_io import publish
 from gold import build as gold
+from kafka_io import publish
 
 pytestmark = pytest.mark.slow
 

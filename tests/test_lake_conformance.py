@@ -10,8 +10,8 @@ producer that batches, Tansu reports a partition's end offset as the start of it
 (design.md, "Machines"), and Spark's source reads up to the reported end and trusts it (it read 33 of 72 records
 in `source_reads_every_record_exactly`). The embedded stack's source, the project's python source, probes past the
 reported end, so the generator batches for it (and sends one record per batch only when Spark's source reads Tansu,
-as the bronze bench's spark-kafka pair does). So the python source must hold on both brokers (Tansu, including after batched produce, and Apache Kafka with the same cases), and spark-kafka
-on Apache Kafka."""
+as the bronze bench's spark-kafka pair does). So the python source must hold on both brokers (Tansu, including
+after batched produce, and Apache Kafka with the same cases), and spark-kafka on Apache Kafka."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ecomlake.tables import in_layer
 from ecomlake.errors import EcomlakeError
+from ecomlake.tables import in_layer
 from serving.metabase import DASHBOARD_NAME, DATABASE_NAME, QUESTIONS, MetabaseConfig, provision
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,8 +23,12 @@ import pytest
 from deltalake import DeltaTable
 
 from batch import maintain
-from batch.silver import enrich as silver_enrich, orders as silver_orders, payments as silver_payments
+from batch.silver import enrich as silver_enrich
+from batch.silver import orders as silver_orders
+from batch.silver import payments as silver_payments
 from batch.silver.jobs import run_silver
+from crashing_engine import CrashingEngine, SimulatedCrash
+from ecomlake import tables
 from ecomlake.contract import (
     BRONZE_ORDERS,
     BRONZE_PAYMENTS,
@@ -36,11 +40,9 @@ from ecomlake.contract import (
     SILVER_QUARANTINE,
     SILVER_SCHEMA,
 )
-from ecomlake import tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake import get_engine
 from ecomlake.settings import Settings
-from crashing_engine import CrashingEngine, SimulatedCrash
 from silver_rows import T0, Msg, bronze_df, order, payment, without
 
 SILVER_TABLES = tuple(t.name for t in tables.in_layer("silver"))

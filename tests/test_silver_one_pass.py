@@ -12,13 +12,12 @@ import pytest
 from deltalake import write_deltalake
 
 from batch.silver.jobs import run_silver
+from crashing_engine import CrashingEngine, SimulatedCrash
 from ecomlake import tables
 from ecomlake.lake import get_engine
 from ecomlake.lake.delta_rs import DeltaRsEngine
 from generator.events import generate_records
 from pipeline.bronze_rows import BronzeRows
-
-from crashing_engine import CrashingEngine, SimulatedCrash
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 IGNORED = {"quarantined_ts", "updated_ts"}  # each run's own clock

@@ -8,10 +8,12 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-import reference
 
+import reference
 from batch.silver import common
-from batch.silver import enrich as silver_enrich, orders as silver_orders, payments as silver_payments
+from batch.silver import enrich as silver_enrich
+from batch.silver import orders as silver_orders
+from batch.silver import payments as silver_payments
 from silver_rows import T0, Msg, bronze_df, numbered, order, payment, without
 
 ORDERS_TOPIC, PAYMENTS_TOPIC = "orders.events", "payments.events"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from ecomlake_common import DEFAULT_ARGS, EcomlakeCommand, START_DATE, command
+from ecomlake_common import DEFAULT_ARGS, START_DATE, EcomlakeCommand, command
 
 with DAG(
     dag_id="freshness_checks",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from ecomlake_common import DEFAULT_ARGS, EcomlakeCommand, SILVER_ASSET, START_DATE, command
+from ecomlake_common import DEFAULT_ARGS, SILVER_ASSET, START_DATE, EcomlakeCommand, command
 
 with DAG(
     dag_id="gold_dbt",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from ecomlake_common import DEFAULT_ARGS, EcomlakeCommand, MAINTENANCE_TIMEOUT, START_DATE, command
+from ecomlake_common import DEFAULT_ARGS, MAINTENANCE_TIMEOUT, START_DATE, EcomlakeCommand, command
 
 with DAG(
     dag_id="lake_maintenance",

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from ecomlake_common import (DEFAULT_ARGS, EcomlakeCommand, SILVER_ASSET, START_DATE, command,
-                             register_tables_command)
+from ecomlake_common import DEFAULT_ARGS, SILVER_ASSET, START_DATE, EcomlakeCommand, command, register_tables_command
 
 with DAG(
     dag_id="silver_jobs",

@@ -20,7 +20,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
-from ecomlake.tables import PUBLISHED_MINUTE
 from ecomlake.contract import (
     MONEY_TYPE,
     SILVER_ENRICHED,
@@ -29,6 +28,7 @@ from ecomlake.contract import (
     SILVER_PAYMENTS,
     SILVER_SCHEMA,
 )
+from ecomlake.tables import PUBLISHED_MINUTE
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -10,17 +10,14 @@ late, out-of-order and redelivered events give the same rows in any batching. Ru
 from __future__ import annotations
 
 import argparse
-from functools import partial
 import sys
+from functools import partial
 from typing import TYPE_CHECKING, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.silver import common
-from ecomlake.tables import PUBLISHED_MINUTE
-from ecomlake.projection import project, quoted
-from ecomlake.settings import Settings
 from ecomlake.contract import (
     BRONZE_ORDERS,
     BRONZE_SCHEMA,
@@ -34,6 +31,9 @@ from ecomlake.contract import (
     SILVER_QUARANTINE,
     SILVER_SCHEMA,
 )
+from ecomlake.projection import project, quoted
+from ecomlake.settings import Settings
+from ecomlake.tables import PUBLISHED_MINUTE
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

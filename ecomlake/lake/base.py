@@ -61,9 +61,10 @@ class LakeEngine(ABC):
         """Upsert `df` into `uri` on `keys` (creating the table if missing). `when_matched_update` is an optional SQL
         predicate over `target`/`source` that must hold for a matched row to be updated (e.g. only newer
         events win). `target_filter`, an SQL predicate over `target` that every stored row of `df`'s keys meets (e.g.
-        their partitions), lets the engine skip the files of the other rows. With app_id/txn_version the merge is recorded as an application transaction in the same
-        commit (even when no row changes, so a consumed batch is remembered) and skipped when that version or a
-        later one is already recorded. Returns True when it committed."""
+        their partitions), lets the engine skip the files of the other rows. With app_id/txn_version the merge is
+        recorded as an application transaction in the same commit (even when no row changes, so a consumed batch is
+        remembered) and skipped when that version or a later one is already recorded. Returns True when it
+        committed."""
 
     def merge_counted(self, df: "DataFrame", uri: str, keys: Sequence[str], **options) -> int:
         """`merge`, returning the number of rows `df` held. The count comes from the evaluation the merge writes:

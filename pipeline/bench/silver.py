@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 from ecomlake.contract import SILVER_SCHEMA
 from ecomlake.settings import LAKE_ENGINES, Settings
 from ecomlake.tables import in_layer
-from pipeline.bronze_rows import BronzeRows
 from pipeline.bench.servers import Unavailable, jar_problem, subprocess_env, with_spark_jars
+from pipeline.bronze_rows import BronzeRows
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

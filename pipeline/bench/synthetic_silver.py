@@ -21,7 +21,6 @@ from typing import Iterable, Sequence
 
 import pyarrow as pa
 
-
 UTC = timezone.utc
 TS = pa.timestamp("us", tz="UTC")
 MONEY = pa.decimal128(18, 2)
