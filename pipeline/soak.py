@@ -84,25 +84,29 @@ def _run(env: dict[str, str], *args: str) -> None:
         raise EcomlakeError(f"`ecomlake {' '.join(args)}` failed: {proc.stderr.strip().splitlines()[-1:]}")
 
 
-def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
-    """(found, expected) per check: Kafka, bronze, silver and gold against the generator's manifest."""
-    import duckdb
+def kafka_messages(settings: Settings) -> int:
+    """Messages in the soak's topics, as the sum of partition high watermarks."""
     from confluent_kafka import Consumer, TopicPartition
-    from deltalake import DeltaTable
 
-    from generator.manifest import value_digest
-
-    checks: dict[str, tuple] = {}
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "ecomlake-soak"})
     try:
         meta = consumer.list_topics(timeout=10)
-        in_kafka = sum(
+        return sum(
             consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
             for t in settings.topics for p in meta.topics[t].partitions
         )
     finally:
         consumer.close()
-    checks["kafka messages"] = (in_kafka, manifest["sent"])
+
+
+def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
+    """(found, expected) per check: Kafka, bronze, silver and gold against the generator's manifest."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    from generator.manifest import value_digest
+
+    checks: dict[str, tuple] = {"kafka messages": (kafka_messages(settings), manifest["sent"])}
     for table in (tables.ORDERS_RAW, tables.PAYMENTS_RAW):
         rows = DeltaTable(table.uri(settings)).to_pyarrow_table().to_pylist()
         topic = rows[0]["topic"] if rows else "?"
