@@ -30,6 +30,8 @@ from typing import Sequence
 from ecomlake import broker, tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings, load
+from generator.events import DUPLICATE
+from pipeline.kafka_tally import kafka_tally
 
 
 def _free_port() -> int:
@@ -84,21 +86,6 @@ def _run(env: dict[str, str], *args: str) -> None:
         raise EcomlakeError(f"`ecomlake {' '.join(args)}` failed: {proc.stderr.strip().splitlines()[-1:]}")
 
 
-def kafka_messages(settings: Settings) -> int:
-    """Messages in the soak's topics, as the sum of partition high watermarks."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "ecomlake-soak"})
-    try:
-        meta = consumer.list_topics(timeout=10)
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-            for t in settings.topics for p in meta.topics[t].partitions
-        )
-    finally:
-        consumer.close()
-
-
 def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
     """(found, expected) per check: Kafka, bronze, silver and gold against the generator's manifest."""
     import duckdb
@@ -106,7 +93,12 @@ def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
 
     from generator.manifest import value_digest
 
-    checks: dict[str, tuple] = {"kafka messages": (kafka_messages(settings), manifest["sent"])}
+    in_kafka = kafka_tally(settings.kafka_bootstrap, settings.topics)
+    checks: dict[str, tuple] = {"kafka messages": (sum(t.messages for t in in_kafka.values()), manifest["sent"])}
+    for topic, found in in_kafka.items():
+        sent = manifest["per_topic"].get(topic, {})
+        checks[f"kafka {topic} redelivered copies"] = (found.repeated, sent.get("kinds", {}).get(DUPLICATE, 0))
+        checks[f"kafka {topic} payload digest"] = (found.digest, sent.get("value_digest"))
     for table in (tables.ORDERS_RAW, tables.PAYMENTS_RAW):
         rows = DeltaTable(table.uri(settings)).to_pyarrow_table().to_pylist()
         topic = rows[0]["topic"] if rows else "?"
