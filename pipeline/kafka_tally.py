@@ -49,7 +49,8 @@ def tally(records: Iterable[tuple[str, bytes | None]], topics: Iterable[str] = (
     return out
 
 
-def read_records(bootstrap: str, topics: Iterable[str], timeout_s: float = READ_TIMEOUT_S) -> Iterator[tuple[str, bytes | None]]:
+def read_records(bootstrap: str, topics: Iterable[str],
+                 timeout_s: float = READ_TIMEOUT_S) -> Iterator[tuple[str, bytes | None]]:
     """(topic, value) of every record of `topics`, from the earliest offset until each partition reports its end
     (the end a fetch response carries, which is the real one on Tansu too). Assign-only: no group is joined."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition

@@ -111,11 +111,11 @@ def soak(base: Settings, seconds: float, rate: float, seed: int, kill_every: flo
              "--scenario", "late_and_duplicates", "--seed", str(seed), "--manifest", str(manifest_path)],
             env=env, stdout=open(logs / "generator.log", "w"), stderr=subprocess.STDOUT)
         time.sleep(2)
-        parts = [Component("bronze", ["bronze", "--trigger", "1"], env, logs, once=False),
-                 Component("silver", ["silver"], env, logs, once=True),
-                 Component("gold", ["gold"], env, logs, once=True)]
+        silver = Component("silver", ["silver"], env, logs, once=True)
+        parts = [Component("bronze", ["bronze", "--trigger", "1"], env, logs, once=False), silver,
+                 Component("gold", ["gold"], env, logs, once=True, after=silver)]
         for part in parts:
-            part.start()
+            part.begin()
         victims = [p.name for p in parts] + (["broker"] if settings.broker == "kafka" else [])
         plan = kill_plan(victims, seconds, kill_every, rng)
         kills = dict.fromkeys(victims, 0)

@@ -20,7 +20,9 @@ RETRY_AFTER_FAILURE_S = 1.0
 CLI = ["-m", "pipeline.cli"]  # what a component runs with this Python, before its args
 
 # how a run ended
-OK, KILLED, FAILED, STOPPED, SIGNALLED = "ok", "killed by the soak", "failed on its own", "stopped at the end", "signalled"
+OK, KILLED, FAILED, SIGNALLED = "ok", "killed by the soak", "failed on its own", "ended by a signal not the soak's"
+STOPPED, STOP_FAILED = "stopped at the end", "failed when stopped at the end"
+PROBLEMS = (FAILED, SIGNALLED, STOP_FAILED)  # endings whose error line the report shows
 
 
 @dataclass
@@ -70,8 +72,8 @@ def outcome_of(exit_code: int, killed_by_soak: bool, stopping: bool) -> str:
         return KILLED
     if exit_code == 0:
         return OK
-    if stopping and exit_code in (130, -signal.SIGINT, -signal.SIGKILL):
-        return STOPPED
+    if stopping:
+        return STOPPED if exit_code in (130, -signal.SIGINT, -signal.SIGKILL) else STOP_FAILED
     if exit_code < 0:
         return SIGNALLED
     return FAILED
@@ -80,7 +82,7 @@ def outcome_of(exit_code: int, killed_by_soak: bool, stopping: bool) -> str:
 def run_summary(runs: list[Run]) -> dict:
     """Counts per outcome, and the failed runs grouped by their error line (most frequent first)."""
     outcomes = Counter(r.outcome for r in runs if r.outcome)
-    failed = Counter(r.error or f"exit code {r.exit_code}" for r in runs if r.outcome in (FAILED, SIGNALLED))
+    failed = Counter(f"{r.outcome}: {r.error or f'exit code {r.exit_code}'}" for r in runs if r.outcome in PROBLEMS)
     return {"runs": len(runs), "outcomes": dict(outcomes),
             "failures": [{"count": n, "error": error} for error, n in failed.most_common()]}
 
@@ -98,14 +100,26 @@ class Component:
     error line."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path, once: bool,
-                 clock=time.monotonic):
-        self.name, self.args, self.env, self.once, self.clock = name, args, env, once, clock
+                 after: "Component | None" = None, clock=time.monotonic):
+        self.name, self.args, self.env, self.once, self.after, self.clock = name, args, env, once, after, clock
         self.log_path = log_dir / f"{name}.log"
         self.log = open(self.log_path, "ab")
         self.started = clock()
         self.proc: subprocess.Popen | None = None
         self.runs: list[Run] = []
         self.restart_at: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether its first run may start: gold only once silver has written its tables (one run ended ok), as an
+        orchestrator orders them; before that every gold run failed with "silver tables not found"."""
+        return self.after is None or self.runs != [] or any(r.outcome == OK for r in self.after.runs)
+
+    def begin(self) -> None:
+        """Start now, or (after a component that has not succeeded yet) at the first tick that finds it ready."""
+        self.restart_at = self.clock()
+        if self.ready:
+            self.start()
 
     @property
     def running(self) -> bool:
@@ -124,7 +138,7 @@ class Component:
         run = self.runs[-1]
         run.ended_s, run.exit_code = round(self.clock() - self.started, 1), self.proc.returncode
         run.outcome = outcome_of(run.exit_code, killed_by_soak, stopping)
-        if run.outcome in (FAILED, SIGNALLED):
+        if run.outcome in PROBLEMS:
             with open(self.log_path, "rb") as log:
                 log.seek(run.log_offset)
                 run.error = last_error_line(log.read().decode(errors="replace"), self.name)
@@ -135,7 +149,7 @@ class Component:
             self._ended()
             if self.once or self.proc.returncode:
                 self.restart_at = self.clock() + (RETRY_AFTER_FAILURE_S if self.proc.returncode else 0.0)
-        if self.restart_at is not None and self.clock() >= self.restart_at:
+        if self.restart_at is not None and self.clock() >= self.restart_at and self.ready:
             self.start()
 
     def kill(self) -> bool:

@@ -13,7 +13,7 @@ import pytest
 from generator import generate
 from generator.events import DUPLICATE
 from pipeline.kafka_tally import kafka_tally, tally
-from pipeline.soak_runs import FAILED, KILLED, STOPPED, Component, describe, kill_plan, last_error_line, run_summary
+from pipeline.soak_runs import FAILED, KILLED, OK, STOPPED, Component, describe, kill_plan, last_error_line, run_summary
 
 
 @pytest.fixture(params=["tansu", "apache-kafka"])
@@ -62,7 +62,7 @@ def test_no_kills_without_victims_or_interval():
 
 def test_the_error_line_of_a_failed_run_is_its_one_line_error():
     log = ("--- soak: gold run 3 ---\n12:00:01  Running with dbt=1.11\n"
-           "ecomlake gold: error: silver tables not found under /lake/silver: quarantine; run `ecomlake silver` first\n")
+           "ecomlake gold: error: silver tables not found under /lake/silver: quarantine\n")
     assert last_error_line(log, "gold").startswith("ecomlake gold: error: silver tables not found")
     assert last_error_line("a\nTraceback\nValueError: bad\n\n", "gold") == "ValueError: bad"
     assert last_error_line("only a line\n", "gold") == "only a line"
@@ -89,8 +89,27 @@ def test_each_run_is_explained_killed_by_the_soak_failed_on_its_own_or_stopped(t
     assert [r.outcome for r in part.runs] == [KILLED, FAILED, STOPPED]
     assert part.runs[1].error == "ecomlake job: error: silver tables not found"
     summary = run_summary(part.runs)
-    assert summary["failures"] == [{"count": 1, "error": "ecomlake job: error: silver tables not found"}]
-    assert "1 killed by the soak" in describe("job", summary) and "1x ecomlake job: error" in describe("job", summary)
+    error = "failed on its own: ecomlake job: error: silver tables not found"
+    assert summary["failures"] == [{"count": 1, "error": error}]
+    text = describe("job", summary)
+    assert "1 killed by the soak" in text and "1x failed on its own: ecomlake job: error: silver tables" in text
+
+
+def test_gold_waits_for_silver_first_success_instead_of_failing_until_then(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.soak_runs.CLI", ["-c"])
+    silver = Component("silver", ["import time; time.sleep(0.5)"], {**os.environ}, tmp_path, once=False)
+    gold = Component("gold", ["pass"], {**os.environ}, tmp_path, once=False, after=silver)
+    silver.begin()
+    gold.begin()
+    assert gold.runs == [] and not gold.kill()  # nothing to kill yet
+    deadline = time.monotonic() + 20
+    while not gold.runs and time.monotonic() < deadline:
+        silver.tick()
+        gold.tick()
+        time.sleep(0.05)
+    assert [r.outcome for r in silver.runs] == [OK] and len(gold.runs) == 1
+    gold.stop()
+    silver.stop()
 
 
 def test_a_gold_build_interrupted_inside_dbt_ends_as_interrupted_not_as_an_index_error():
