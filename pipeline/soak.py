@@ -33,6 +33,7 @@ from ecomlake import broker, tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings, load
 from generator.events import DUPLICATE
+from gold.build import missing_silver_tables
 from pipeline.kafka_tally import kafka_tally
 from pipeline.soak_runs import Component, describe, kill_plan, run_summary
 
@@ -111,9 +112,10 @@ def soak(base: Settings, seconds: float, rate: float, seed: int, kill_every: flo
              "--scenario", "late_and_duplicates", "--seed", str(seed), "--manifest", str(manifest_path)],
             env=env, stdout=open(logs / "generator.log", "w"), stderr=subprocess.STDOUT)
         time.sleep(2)
-        silver = Component("silver", ["silver"], env, logs, once=True)
-        parts = [Component("bronze", ["bronze", "--trigger", "1"], env, logs, once=False), silver,
-                 Component("gold", ["gold"], env, logs, once=True, after=silver)]
+        parts = [Component("bronze", ["bronze", "--trigger", "1"], env, logs, once=False),
+                 Component("silver", ["silver"], env, logs, once=True),
+                 Component("gold", ["gold"], env, logs, once=True,
+                           wait_for=lambda: not missing_silver_tables(settings))]
         for part in parts:
             part.begin()
         victims = [p.name for p in parts] + (["broker"] if settings.broker == "kafka" else [])

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 RETRY_AFTER_FAILURE_S = 1.0
 CLI = ["-m", "pipeline.cli"]  # what a component runs with this Python, before its args
@@ -100,8 +101,9 @@ class Component:
     error line."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path, once: bool,
-                 after: "Component | None" = None, clock=time.monotonic):
-        self.name, self.args, self.env, self.once, self.after, self.clock = name, args, env, once, after, clock
+                 wait_for: Callable[[], bool] | None = None, clock=time.monotonic):
+        self.name, self.args, self.env, self.once, self.clock = name, args, env, once, clock
+        self.wait_for = wait_for
         self.log_path = log_dir / f"{name}.log"
         self.log = open(self.log_path, "ab")
         self.started = clock()
@@ -111,12 +113,13 @@ class Component:
 
     @property
     def ready(self) -> bool:
-        """Whether its first run may start: gold only once silver has written its tables (one run ended ok), as an
-        orchestrator orders them; before that every gold run failed with "silver tables not found"."""
-        return self.after is None or self.runs != [] or any(r.outcome == OK for r in self.after.runs)
+        """Whether its first run may start: `wait_for` holds it back, as gold waits until silver has written its
+        tables (an orchestrator orders them so; started at once, every gold run failed on "silver tables not
+        found" until then)."""
+        return self.wait_for is None or self.runs != [] or self.wait_for()
 
     def begin(self) -> None:
-        """Start now, or (after a component that has not succeeded yet) at the first tick that finds it ready."""
+        """Start now, or at the first tick that finds it ready."""
         self.restart_at = self.clock()
         if self.ready:
             self.start()

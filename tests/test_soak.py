@@ -95,10 +95,12 @@ def test_each_run_is_explained_killed_by_the_soak_failed_on_its_own_or_stopped(t
     assert "1 killed by the soak" in text and "1x failed on its own: ecomlake job: error: silver tables" in text
 
 
-def test_gold_waits_for_silver_first_success_instead_of_failing_until_then(tmp_path, monkeypatch):
+def test_gold_waits_for_silver_tables_instead_of_failing_until_then(tmp_path, monkeypatch):
     monkeypatch.setattr("pipeline.soak_runs.CLI", ["-c"])
-    silver = Component("silver", ["import time; time.sleep(0.5)"], {**os.environ}, tmp_path, once=False)
-    gold = Component("gold", ["pass"], {**os.environ}, tmp_path, once=False, after=silver)
+    tables = tmp_path / "silver-tables"
+    silver = Component("silver", [f"import time, pathlib; time.sleep(0.5); pathlib.Path({str(tables)!r}).touch()"],
+                       {**os.environ}, tmp_path, once=False)
+    gold = Component("gold", ["pass"], {**os.environ}, tmp_path, once=False, wait_for=tables.exists)
     silver.begin()
     gold.begin()
     assert gold.runs == [] and not gold.kill()  # nothing to kill yet
