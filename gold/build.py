@@ -140,7 +140,14 @@ def invoke(settings: Settings, command: Sequence[str], quiet: bool = False, mani
             _release_duckdb()
 
 
+def _reraise_interrupt(result) -> None:
+    """dbt catches Ctrl-C (SIGINT) into its result: hand it on, so `ecomlake gold` ends as interrupted."""
+    if isinstance(result.exception, KeyboardInterrupt):
+        raise KeyboardInterrupt
+
+
 def _check(result) -> None:
+    _reraise_interrupt(result)
     if result.exception is not None and result.result is None:
         raise DbtError(f"dbt failed before running anything: {str(result.exception).splitlines()[0]}")
 
@@ -239,6 +246,7 @@ def run_gold(settings: Settings, tests: bool = True, full_refresh: bool = False,
                 break
             if "exclude" not in part:
                 sales_visible_at = time.time()
+        _reraise_interrupt(result)
         errors = node_failures(result)
         status = "ok" if result.success else "failed"
         if not result.success and not errors and result.exception is not None:

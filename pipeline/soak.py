@@ -1,11 +1,13 @@
-"""`ecomlake soak`: minutes of load with random `kill -9` of the pipeline's processes, then a full reconciliation.
+"""`ecomlake soak`: minutes of load with `kill -9` of every pipeline process in turn, then a full reconciliation.
 
 On a private broker and scratch lake: the generator publishes `late_and_duplicates` for --seconds; bronze streams
 (`ecomlake bronze`), and silver and gold run back to back (`ecomlake silver`, `ecomlake gold`), each as its own
-process. Every few seconds one running process, picked at random (seeded), is killed with SIGKILL and started
-again. With KAFKA_BROKER=kafka the broker (persistent Apache Kafka) is among the victims; the embedded broker
-keeps data in memory only, so it is never killed. At the end bronze drains, silver and gold run once more, and
-Kafka, bronze, silver and gold are reconciled against the generator's manifest: nothing lost, nothing doubled.
+process, restarted when it fails. Every --kill-every seconds (+-50%) the next victim in a seeded round-robin is
+killed with SIGKILL and started again. With KAFKA_BROKER=kafka the broker (persistent Apache Kafka) is among the
+victims; the embedded broker keeps data in memory only, so it is never killed. At the end bronze drains, silver and
+gold run once more, and Kafka (read record by record), bronze, silver and gold are reconciled against the
+generator's manifest: nothing lost, nothing doubled. The report tells how every run ended (killed by the soak,
+failed on its own with its error line, stopped at the end).
 """
 
 from __future__ import annotations
@@ -30,52 +32,16 @@ from typing import Sequence
 from ecomlake import broker, tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.settings import Settings, load
+from generator.events import DUPLICATE
+from gold.build import missing_silver_tables
+from pipeline.kafka_tally import kafka_tally
+from pipeline.soak_runs import Component, describe, kill_plan, run_summary
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-class Component:
-    """One restartable `ecomlake <command>` process; `once` ones are started again when they finish."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path, once: bool):
-        self.name, self.args, self.env, self.once = name, args, env, once
-        self.log = open(log_dir / f"{name}.log", "a")
-        self.proc: subprocess.Popen | None = None
-        self.kills = self.runs = self.failures = 0
-
-    def start(self) -> None:
-        self.runs += 1
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *self.args], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-
-    def tick(self) -> None:
-        """Restart a finished run-once job; count runs that failed (other than by our kills)."""
-        if self.proc is not None and self.proc.poll() is not None:
-            if self.proc.returncode not in (0, -signal.SIGKILL):
-                self.failures += 1
-            if self.once:
-                time.sleep(1.0 if self.proc.returncode else 0.0)
-                self.start()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-            self.kills += 1
-            self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def _run(env: dict[str, str], *args: str) -> None:
@@ -87,22 +53,16 @@ def _run(env: dict[str, str], *args: str) -> None:
 def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
     """(found, expected) per check: Kafka, bronze, silver and gold against the generator's manifest."""
     import duckdb
-    from confluent_kafka import Consumer, TopicPartition
     from deltalake import DeltaTable
 
     from generator.manifest import value_digest
 
-    checks: dict[str, tuple] = {}
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "ecomlake-soak"})
-    try:
-        meta = consumer.list_topics(timeout=10)
-        in_kafka = sum(
-            consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-            for t in settings.topics for p in meta.topics[t].partitions
-        )
-    finally:
-        consumer.close()
-    checks["kafka messages"] = (in_kafka, manifest["sent"])
+    in_kafka = kafka_tally(settings.kafka_bootstrap, settings.topics)
+    checks: dict[str, tuple] = {"kafka messages": (sum(t.messages for t in in_kafka.values()), manifest["sent"])}
+    for topic, found in in_kafka.items():
+        sent = manifest["per_topic"].get(topic, {})
+        checks[f"kafka {topic} redelivered copies"] = (found.repeated, sent.get("kinds", {}).get(DUPLICATE, 0))
+        checks[f"kafka {topic} payload digest"] = (found.digest, sent.get("value_digest"))
     for table in (tables.ORDERS_RAW, tables.PAYMENTS_RAW):
         rows = DeltaTable(table.uri(settings)).to_pyarrow_table().to_pylist()
         topic = rows[0]["topic"] if rows else "?"
@@ -126,6 +86,17 @@ def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
     return checks
 
 
+def _kill_broker(settings: Settings) -> None:
+    """kill -9 Apache Kafka and start it again on its data (only a persistent broker is a victim)."""
+    state = broker.read_state(settings)
+    if state is not None:
+        os.kill(state.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while broker.status(settings) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    broker.start(settings)
+
+
 def soak(base: Settings, seconds: float, rate: float, seed: int, kill_every: float, workdir: Path) -> dict:
     settings = dataclasses.replace(base, kafka_bootstrap=f"127.0.0.1:{_free_port()}",
                                    lakehouse_uri=str(workdir / "lakehouse"), run_dir=str(workdir / "run"))
@@ -143,28 +114,28 @@ def soak(base: Settings, seconds: float, rate: float, seed: int, kill_every: flo
         time.sleep(2)
         parts = [Component("bronze", ["bronze", "--trigger", "1"], env, logs, once=False),
                  Component("silver", ["silver"], env, logs, once=True),
-                 Component("gold", ["gold"], env, logs, once=True)]
+                 Component("gold", ["gold"], env, logs, once=True,
+                           wait_for=lambda: not missing_silver_tables(settings))]
         for part in parts:
-            part.start()
-        broker_kills = 0
+            part.begin()
+        victims = [p.name for p in parts] + (["broker"] if settings.broker == "kafka" else [])
+        plan = kill_plan(victims, seconds, kill_every, rng)
+        kills = dict.fromkeys(victims, 0)
         started = time.monotonic()
-        next_kill = started + rng.expovariate(1 / kill_every)
         while generator.poll() is None:
             for part in parts:
                 part.tick()
-            if time.monotonic() >= next_kill:
-                victims = [p.name for p in parts] + (["broker"] if settings.broker == "kafka" else [])
-                victim = rng.choice(victims)
-                print(f"soak: {time.monotonic() - started:5.1f}s kill -9 {victim}", flush=True)
+            if plan and time.monotonic() - started >= plan[0][0]:
+                victim = plan[0][1]
                 if victim == "broker":
-                    state = broker.read_state(settings)
-                    os.kill(state.pid, signal.SIGKILL)
-                    time.sleep(0.5)
-                    broker.start(settings)
-                    broker_kills += 1
+                    _kill_broker(settings)
+                    done = True
                 else:
-                    next(p for p in parts if p.name == victim).kill()
-                next_kill = time.monotonic() + rng.expovariate(1 / kill_every)
+                    done = next(p for p in parts if p.name == victim).kill()  # not running: try again shortly
+                if done:
+                    print(f"soak: {time.monotonic() - started:5.1f}s kill -9 {victim}", flush=True)
+                    kills[victim] += 1
+                    plan.pop(0)
             time.sleep(0.2)
         if generator.returncode != 0:
             raise EcomlakeError(f"the generator failed (see {logs / 'generator.log'})")
@@ -180,9 +151,9 @@ def soak(base: Settings, seconds: float, rate: float, seed: int, kill_every: flo
         broker.stop(settings)
     return {
         "seconds": seconds, "rate": rate, "seed": seed, "events": manifest["sent"],
-        "kills": {**{p.name: p.kills for p in parts}, "broker": broker_kills},
-        "runs": {p.name: p.runs for p in parts},
-        "failed_runs": {p.name: p.failures for p in parts},
+        "kills": kills,
+        "runs": {p.name: run_summary(p.runs) for p in parts},
+        "run_log": {p.name: [dataclasses.asdict(r) for r in p.runs] for p in parts},
         "checks": {name: {"found": str(found), "expected": str(want), "ok": found == want}
                    for name, (found, want) in checks.items()},
         "logs": str(logs),
@@ -193,17 +164,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ecomlake soak", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="how long the generator publishes")
     parser.add_argument("--rate", type=float, default=100.0, help="events per second")
-    parser.add_argument("--seed", type=int, default=13, help="seeds the events and the choice of kills")
-    parser.add_argument("--kill-every", type=float, default=10.0, help="mean seconds between two kills")
+    parser.add_argument("--seed", type=int, default=13, help="seeds the events, the kills' order and their times")
+    parser.add_argument("--kill-every", type=float, default=10.0, help="mean seconds between two kills (0: none)")
     parser.add_argument("--workdir", help="where the scratch lake and logs go (default: a new temporary folder)")
     args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.rate <= 0 or args.kill_every < 0:
+        parser.error("--seconds and --rate must be above 0 and --kill-every at least 0 (0: no kills)")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ecomlake-soak-"))
     report = soak(load(), args.seconds, args.rate, args.seed, args.kill_every, workdir)
     (workdir / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"soak: {report['events']:,} events in {args.seconds:g}s; kill -9: "
-          + ", ".join(f"{name} {n}" for name, n in report["kills"].items())
-          + "; runs (failed, e.g. gold before silver existed): "
-          + ", ".join(f"{name} {n} ({report['failed_runs'][name]})" for name, n in report["runs"].items()))
+          + ", ".join(f"{name} {n}" for name, n in report["kills"].items()) + "; runs:")
+    for name, summary in report["runs"].items():
+        print(describe(name, summary))
     failed = [name for name, check in report["checks"].items() if not check["ok"]]
     for name, check in report["checks"].items():
         print(f"  {'ok  ' if check['ok'] else 'FAIL'} {name}: {check['found']} (expected {check['expected']})")
