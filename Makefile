@@ -19,11 +19,17 @@ help:
 	@echo "make jvm-parts - fetch the cluster stack's JVM parts with mvn (jars, Apache Kafka, Trino) into a cache"
 	@echo "make up|down|ps|logs - the cluster stack (docker compose)"
 
+# pip's own notices and setuptools' editable-install warning blocks go to $(VENV)/install.log, shown on failure.
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --config-settings editable_mode=compat
+PIP_LOGGED  = >>$(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; echo "pip install failed (log: $(VENV)/install.log)"; exit 1; }
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[dev]'
-	@$(BIN)/python -m ecomlake.java --has-system-java || $(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[dev,jdk]'
+	@echo "installing the Python packages into $(VENV) (log: $(VENV)/install.log)"
+	@: >$(VENV)/install.log
+	@$(BIN)/python -m pip install --quiet --upgrade pip $(PIP_LOGGED)
+	@$(PIP_INSTALL) -e '.[dev]' $(PIP_LOGGED)
+	@$(BIN)/python -m ecomlake.java --has-system-java || $(PIP_INSTALL) -e '.[dev,jdk]' $(PIP_LOGGED)
 	@touch $(STAMP)
 
 install: $(STAMP)

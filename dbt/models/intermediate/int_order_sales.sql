@@ -24,7 +24,7 @@ orders as (
 
 ),
 
-changed_orders as (
+changed_orders as {{ inlined_cte() }} (
 
     select
         orders.order_id,
