@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,6 +162,20 @@ def node_failures(result) -> list[str]:
             message = (r.message or "").strip().splitlines()
             lines.append(f"{r.node.resource_type}.{r.node.name}: {status}" + (f": {message[0]}" if message else ""))
     return lines
+
+
+def failure_line(result) -> str:
+    """Why a dbt build or test run failed, in one line: the failed tests first (`dbt tests failed (2): test.a: fail:
+    Got 3 results...; test.b: ...`), else the failed models. `ecomlake gold` prints it last, so Airflow's
+    EcomlakeCommand raises it as the task's error and the failure alert carries it."""
+    failures = node_failures(result)
+    tests = [line for line in failures if line.startswith(("test.", "unit_test."))]
+    shown, what = (tests, "dbt tests failed") if tests else (failures, "dbt build failed")
+    if not shown:
+        exception = str(getattr(result, "exception", None) or "").strip().splitlines()
+        return what + (f": {exception[0]}" if exception else "")
+    more = f"; and {len(shown) - 3} more" if len(shown) > 3 else ""
+    return f"{what} ({len(shown)}): " + "; ".join(shown[:3]) + more
 
 
 SALES_FIRST = "+fct_sales_minute"
@@ -317,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         result = build(settings, full_refresh=args.full_refresh)
     _check(result)
+    if not result.success:
+        print(f"ecomlake gold: error: {failure_line(result)}", file=sys.stderr)
     return 0 if result.success else 1
 
 
@@ -339,4 +356,10 @@ def freshness_main(argv: Sequence[str] | None = None) -> int:
         print(line)
     summary = ", ".join(f"{status.upper()} {n}" for status, n in sorted(counts.items())) or "no sources checked"
     print(f"freshness: {summary}")
+    if not result.success:
+        # The last line, as `ecomlake gold`'s: Airflow's EcomlakeCommand raises it, the failure alert carries it.
+        stale = [line for line in lines if line.startswith("ERROR ")]
+        others = [line for line in lines if not line.startswith("WARN ")]
+        why = f"silver is stale: {'; '.join(stale)}" if stale else f"freshness check failed: {'; '.join(others) or summary}"
+        print(f"ecomlake freshness: error: {why}", file=sys.stderr)
     return 0 if result.success else 1

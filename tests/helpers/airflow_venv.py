@@ -18,6 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_VERSION = "3.3.2"
+# Providers the DAGs use beyond those apache-airflow installs: apprise sends the alerts (ecomlake_common.py).
+PROVIDERS = ("apache-airflow-providers-apprise==2.4.1",)
 VENV = REPO / ".venv-airflow"
 CONSTRAINTS = REPO / "tests" / "airflow-constraints-py3.11.txt"
 DAGS = REPO / "airflow" / "dags"
@@ -34,7 +36,8 @@ def skip_or_fail(reason: str) -> None:
 def ensure_airflow_venv() -> Path:
     """.venv-airflow/bin/python with apache-airflow installed; created once, guarded by a lock file."""
     python = VENV / "bin" / "python"
-    stamp = VENV / f".installed-apache-airflow-{AIRFLOW_VERSION}"
+    stamp = VENV / ".installed-{}".format("-".join(p.replace("==", "-") for p in (f"apache-airflow=={AIRFLOW_VERSION}",
+                                                                                   *PROVIDERS)))
     VENV.parent.mkdir(exist_ok=True)
     with open(Path(tempfile.gettempdir()) / "ecomlake-venv-airflow.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -43,7 +46,7 @@ def ensure_airflow_venv() -> Path:
         started = time.monotonic()
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        spec = [f"apache-airflow=={AIRFLOW_VERSION}"]
+        spec = [f"apache-airflow=={AIRFLOW_VERSION}", *PROVIDERS]
         if sys.version_info[:2] == (3, 11):
             spec += ["--constraint", str(CONSTRAINTS)]
         run = subprocess.run(pip + spec, capture_output=True, text=True, timeout=900)
