@@ -37,6 +37,10 @@ VARIANTS = {
     "embedded": {"DBT_TARGET": "duckdb", "ECOMLAKE_BIN": EMBEDDED_BIN, "ECOMLAKE_RETRY_DELAY_SECONDS": "5"},
     "unset": {"DBT_TARGET": None, "ECOMLAKE_BIN": None, "ECOMLAKE_RETRY_DELAY_SECONDS": None},
     "bad_delay": {"ECOMLAKE_RETRY_DELAY_SECONDS": "soon"},
+    # the alerts (tests/test_alerts.py sends and receives them): a webhook, email, and email with no recipient
+    "alerts": {"ECOMLAKE_ALERT_WEBHOOK_URL": "https://alerts.invalid/hook", "ECOMLAKE_ALERT_SMTP_HOST": "smtp.invalid",
+               "ECOMLAKE_ALERT_SMTP_PORT": "587", "ECOMLAKE_ALERT_SMTP_TO": "oncall@ecomlake.local"},
+    "bad_alerts": {"ECOMLAKE_ALERT_SMTP_HOST": "smtp.invalid"},
 }
 
 
@@ -185,3 +189,26 @@ def test_on_the_embedded_stack_the_dags_run_the_given_ecomlake_and_register_noth
 def test_a_bad_retry_delay_is_an_import_error_naming_the_variable(reports):
     errors = reports["bad_delay"]["import_errors"]
     assert errors and all("ECOMLAKE_RETRY_DELAY_SECONDS='soon'" in e for e in errors.values()), errors
+
+
+def test_every_task_alerts_on_its_last_try_only_and_only_where_configured(reports):
+    """on_failure_callback (the last try) logs and alerts; on_retry_callback only logs. Without ECOMLAKE_ALERT_*
+    the notifier has nowhere to send; with them, every task sends to the webhook (apprise's JSON POST) and by email
+    (STARTTLS on port 587)."""
+    for variant, expected in (("cluster", "EcomlakeAlert[]"), ("alerts", None)):
+        for dag_id, dag in reports[variant]["dags"].items():
+            for task_id, task in dag["tasks"].items():
+                assert task["retry_callbacks"] == ["log_failure"], (variant, dag_id, task_id)
+                logged, alert = task["failure_callbacks"]
+                assert logged == "log_failure", (variant, dag_id, task_id)
+                if expected:
+                    assert alert == expected, (variant, dag_id, task_id)
+                else:
+                    assert alert.startswith("EcomlakeAlert['jsons://alerts.invalid/hook', 'mailto://smtp.invalid:587?"), alert
+                    assert "to=oncall%40ecomlake.local" in alert and "mode=starttls" in alert, alert
+
+
+def test_an_alert_email_without_recipients_is_an_import_error_naming_the_variables(reports):
+    errors = reports["bad_alerts"]["import_errors"]
+    assert errors and all("ECOMLAKE_ALERT_SMTP_HOST='smtp.invalid' is set but ECOMLAKE_ALERT_SMTP_TO is empty" in e
+                          for e in errors.values()), errors

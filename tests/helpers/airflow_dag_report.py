@@ -23,6 +23,16 @@ def _seconds(value):
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
+def _callbacks(callback) -> list:
+    return list(callback) if isinstance(callback, (list, tuple)) else [callback] if callback else []
+
+
+def _callback_names(callback) -> list[str]:
+    """Each callback's function name, or a notifier's class name and the apprise URLs it sends to."""
+    return [getattr(one, "__name__", None) or f"{type(one).__name__}{getattr(one, 'urls', '')}"
+            for one in _callbacks(callback)]
+
+
 def _callback_log(callback, try_number: int) -> str:
     """What a task callback logs for a failed try `try_number` of 3 (it must name the task, try and error)."""
     stream = io.StringIO()
@@ -32,8 +42,9 @@ def _callback_log(callback, try_number: int) -> str:
     try:
         ti = SimpleNamespace(dag_id="some_dag", task_id="some_task", run_id="manual__1", try_number=try_number,
                              max_tries=2, log_url="http://airflow/log")
-        for one in callback if isinstance(callback, list) else [callback]:
-            one({"ti": ti, "exception": RuntimeError("boom"), "run_id": "manual__1"})
+        for one in _callbacks(callback):
+            if not hasattr(one, "notify"):  # the alert notifier sends; tests/test_alerts.py receives what it sends
+                one({"ti": ti, "exception": RuntimeError("boom"), "run_id": "manual__1"})
     finally:
         logger.removeHandler(handler)
     return stream.getvalue()
@@ -65,6 +76,8 @@ def _report(dag_folder: str) -> dict:
                     "execution_timeout_s": _seconds(task.execution_timeout),
                     "failure_log": _callback_log(task.on_failure_callback, 3) if task.on_failure_callback else "",
                     "retry_log": _callback_log(task.on_retry_callback, 1) if task.on_retry_callback else "",
+                    "failure_callbacks": _callback_names(task.on_failure_callback),
+                    "retry_callbacks": _callback_names(task.on_retry_callback),
                     "bash_command": getattr(task, "bash_command", None),
                     "upstream": sorted(task.upstream_task_ids),
                     "outlets": sorted(getattr(o, "name", str(o)) for o in task.outlets),
