@@ -165,6 +165,7 @@ def test_each_alert_kind_reaches_the_webhook_and_the_mailbox(tmp_path, webhook, 
             assert f"DAG {dag_id}, task {task_id}" in text and f"error: {error}" in text and link in text, text
 
 
+@pytest.mark.slow
 def test_a_failing_freshness_check_in_airflow_alerts_once_on_its_last_try(tmp_path, webhook, mailbox):
     """`airflow dags test freshness_checks` on silver last loaded two hours ago (dbt's error threshold is 60 min):
     `ecomlake freshness` fails each of the three tries (retry delay 0 s); only the last one alerts, to both

@@ -264,9 +264,13 @@ def test_ecomlake_service_env_names_are_ones_the_project_reads():
     read_by_spark = set(re.findall(r"\"([A-Z][A-Z0-9_]+)\"", spark_source))
     profile = (REPO / "dbt" / "profiles.yml").read_text()
     read_by_dbt = set(re.findall(r"env_var\('([A-Z0-9_]+)'", profile))
+    # and the Airflow DAGs' own (ECOMLAKE_BIN, the alerts' ECOMLAKE_ALERT_*), read in airflow/dags
+    dags = "".join(path.read_text() for path in (REPO / "airflow" / "dags").glob("*.py"))
+    read_by_dags = set(re.findall(r"environ\.get\(\"([A-Z][A-Z0-9_]+)\"", dags))
     own_namespaces = ("KAFKA_", "TOPIC_", "LAKE", "SPARK_", "DBT_", "ECOMLAKE_", "TRINO_", "S3_")
     spark_own = {"SPARK_LOCAL_HOSTNAME", "SPARK_WORKER_CORES", "SPARK_WORKER_MEMORY"}
-    known = read_by_settings | read_by_spark | read_by_dbt | spark_own
+    known = read_by_settings | read_by_spark | read_by_dbt | read_by_dags | spark_own
+    assert "ECOMLAKE_ALERT_WEBHOOK_URL" in read_by_dags
     assert "S3_ENDPOINT" in read_by_spark and "TRINO_HOST" in read_by_dbt
     for name in ecomlake_services():
         for key in env_of(name):
