@@ -52,7 +52,7 @@ lint: $(STAMP)
 
 test: test-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=25
 
 # The unit tests that start nothing (no Kafka, Spark, Trino, Airflow or browser): ~40 s on 2 cores. A file joins the
 # list when none of its tests needs a server; the one test that may fetch JVM parts with mvn stays out.

@@ -28,6 +28,15 @@ NOW = minute_of(datetime.now(UTC))
 BASE = NOW - timedelta(minutes=90)  # scenario minutes: BASE + n minutes
 
 
+@pytest.fixture(scope="module", autouse=True)
+def wall_clock():
+    """Scenario minutes count from when this module starts, not from collection: in a full run that is up to
+    40 minutes earlier, which would move "recent" rows out of gold's 60-minute views."""
+    global NOW, BASE
+    NOW = minute_of(datetime.now(UTC))
+    BASE = NOW - timedelta(minutes=90)
+
+
 def at(minutes: float) -> datetime:
     return BASE + timedelta(minutes=minutes)
 
