@@ -27,7 +27,7 @@ MAX_BACKLOG_S = 1.0  # pacing: a producer that fell behind catches up at most th
 
 def producer_config(settings: Settings) -> dict:
     """Real Kafka: durable, idempotent, batched. Embedded Tansu: batched too when the python source reads it (that
-    source reads past Tansu's end-offset quirk, design.md); one record per batch for Spark's Kafka source, which
+    source reads past Tansu's end-offset quirk, docs/stages.md); one record per batch for Spark's Kafka source, which
     stops at the end Tansu reports and would miss the rest of a partition's last batch.
 
     Batching matters on Tansu: its in-memory store's work per request grows with the number of batches a partition

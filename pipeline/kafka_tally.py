@@ -1,7 +1,7 @@
 """What the soak's topics really hold, read record by record from the earliest offset to each partition's end.
 
 Watermarks are not a message count: Tansu reports a partition's latest offset as the start of its last record
-batch + 1 (6 of 1,500 messages after a batching producer, design.md), and on Apache Kafka control records
+batch + 1 (6 of 1,500 messages after a batching producer; docs/stages.md, Bronze), and on Apache Kafka control records
 (transaction markers) take offsets too. So every record is read and counted, and its payload hashed the way the
 generator's manifest hashes what was delivered: the count, the digest and the number of repeated payloads
 (redeliveries) are then checked against the manifest independently of bronze.

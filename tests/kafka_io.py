@@ -1,6 +1,6 @@
 """Kafka I/O for tests. `publish` sends generator records as the generator's producer would; `read_topics` reads
 topics back: partitions assigned explicitly (no consumer-group join, slow on Tansu), read until
-the expected count or a timeout, never stopping at the reported high watermark (Tansu's quirk, see design.md)."""
+the expected count or a timeout, never stopping at the reported high watermark (Tansu's quirk, see docs/stages.md)."""
 
 from __future__ import annotations
 

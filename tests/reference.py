@@ -1,7 +1,7 @@
 """An independent reference model of silver and gold, for end-to-end tests.
 
 Feed it the messages of both topics (as consumed from Kafka, or the generator's records in publish order) and it
-computes, from the raw bytes alone and the "Shared semantics" of the team brief, what silver and gold must hold.
+computes, from the raw bytes alone and the contract (ecomlake/contract.py, docs/stages.md), what silver and gold must hold.
 It shares no code with the silver jobs or the generator on purpose; only the contract constants.
 
     model = reference.build(messages, order_topic=s.topic_order_events, payment_topic=s.topic_payment_events)

@@ -55,7 +55,7 @@ def test_each_event_lands_once_with_exact_bytes(spark, settings):
     orders = [(f"o-{i}".encode(), f'{{"order": {i}}}'.encode(), None) for i in range(120)]
     orders += [(b"o-bad", b"\xff\xfe{\"not\": \"utf-8\"}\x80", 1), (b"o-empty", b"", 2)]
     sent_orders = produce(settings.kafka_bootstrap, settings.topic_order_events, orders)
-    # A batching producer: the embedded broker then under-reports the end offset (see design.md).
+    # A batching producer: the embedded broker then under-reports the end offset (see docs/stages.md).
     sent_payments = produce(settings.kafka_bootstrap, settings.topic_payment_events,
                             [(b"o-1", f'{{"pay": {i}}}'.encode(), 0) for i in range(150)], batching=True)
 

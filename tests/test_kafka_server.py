@@ -74,7 +74,7 @@ def test_batched_idempotent_records_come_back_exactly_and_end_offsets_are_exact(
     records = [(f"order-{i % 7}", f'{{"n": {i}}}') for i in range(60)]
     produce(kafka_settings, records)
     assert sorted(consume(kafka_settings, len(records))) == sorted(records)
-    assert end_offsets(kafka_settings) == len(records)  # unlike Tansu after batching (design.md)
+    assert end_offsets(kafka_settings) == len(records)  # unlike Tansu after batching (docs/stages.md)
 
 
 def test_status_names_apache_kafka_and_a_second_broker_on_its_port_is_refused(kafka_broker_settings, tmp_path):

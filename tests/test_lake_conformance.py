@@ -7,7 +7,7 @@ session has none). They never skip in CI: when the jars cannot be had, the `spar
 Which broker each source is held to. The cluster stack pairs Spark's own Kafka source with Apache Kafka, so that is
 where spark-kafka is tested. Spark's source on Tansu (the embedded broker) is not a supported combination: after a
 producer that batches, Tansu reports a partition's end offset as the start of its last record batch + 1
-(design.md, "Machines"), and Spark's source reads up to the reported end and trusts it (it read 33 of 72 records
+(docs/stages.md, Bronze), and Spark's source reads up to the reported end and trusts it (it read 33 of 72 records
 in `source_reads_every_record_exactly`). The embedded stack's source, the project's python source, probes past the
 reported end, so the generator batches for it (and sends one record per batch only when Spark's source reads Tansu,
 as the bronze bench's spark-kafka pair does). So the python source must hold on both brokers (Tansu, including

@@ -74,7 +74,7 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine") -> dict
     caller holds silver's lock."""
     import duckdb
 
-    if lake.name != "delta-rs":
+    if not lake.reads_rows_by_key:
         return None
     db = duckdb.connect()
     try:

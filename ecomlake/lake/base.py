@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 class LakeEngine(ABC):
     name: str
+    reads_rows_by_key: bool = False
+    """Whether `rows_matching` is offered: the stored rows of given keys as Arrow, read without Spark. Silver's
+    one-pass cycle needs it; without it silver runs its three Spark jobs."""
 
     def __init__(self, spark: "SparkSession", settings: "Settings") -> None:
         self.spark = spark

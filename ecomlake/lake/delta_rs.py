@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class DeltaRsEngine(LakeEngine):
     name = "delta-rs"
+    reads_rows_by_key = True
 
     @contextmanager
     def kept_open(self) -> Iterator[None]:

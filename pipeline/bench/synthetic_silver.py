@@ -1,4 +1,4 @@
-"""Silver Delta tables written directly with deltalake + pyarrow, in exactly the silver schemas of the team brief,
+"""Silver Delta tables written directly with deltalake + pyarrow, in exactly the silver schemas of ecomlake/tables.py,
 so gold (dbt) can be built and tested without running bronze and Spark.
 
 `SilverLake.write(orders, payments)` derives all four tables from a list of orders and payments the way the
