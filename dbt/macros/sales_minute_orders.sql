@@ -3,10 +3,14 @@
   (`minute_orders`), and its fully paid current orders with their amount in the order's currency and in USD.
   A minute is recomputed when a row of int_order_sales in it changed since the fact's watermark: an order's
   current minute, and the minute it left (its stale row carries the change's updated_ts). A first build, or an
-  incremental one over an empty fact, recomputes every minute.
+  incremental one over an empty fact, recomputes every minute. The span of those minutes is read first and written
+  in as two literals (changed_minutes_span): a join with affected_minutes alone makes DuckDB scan every row of a
+  day's history, a constant range lets it skip row groups by minute_bucket.
 -#}
 {% macro sales_minute_orders(fact) -%}
 {%- set updated_after = watermark(fact, 'last_updated_ts') if is_incremental() else none -%}
+{%- set span = changed_minutes_span(ref('int_order_sales'), 'minute_bucket', 'updated_ts', updated_after)
+               if updated_after is not none else none -%}
 
 order_sales as (
 
@@ -36,6 +40,10 @@ minute_orders as (
     from order_sales
     inner join affected_minutes
         on order_sales.minute_bucket = affected_minutes.minute_bucket
+    {% if span is not none %}
+    where order_sales.minute_bucket >= {{ span[0] }}
+      and order_sales.minute_bucket < {{ span[1] }}
+    {% endif %}
 
 ),
 
