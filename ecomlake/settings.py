@@ -213,6 +213,13 @@ class Settings:
         return str(Path(self.warehouse_path).with_name("warehouse.read.duckdb"))
 
     @property
+    def gold_state_path(self) -> str:
+        """gold's order-level state (int_order_sales, a row per order of the whole history), a DuckDB file attached
+        beside the warehouse: the warehouse then holds only what readers read, so the read snapshot copies the facts
+        and not the day of orders behind them."""
+        return str(Path(self.warehouse_path).with_name("gold_state.duckdb"))
+
+    @property
     def demo_dir(self) -> str:
         """Where `ecomlake demo` writes its summary, manifest and live latency figures (latency.json)."""
         if not self.is_local_lake:

@@ -109,7 +109,7 @@ ORDER_PAYMENTS_ENRICHED = Table(
     "silver", SILVER_SCHEMA, SILVER_ENRICHED,
     f"order_id string, user_id string, total_amount {MONEY_TYPE}, paid_amount {MONEY_TYPE}, currency string, "
     "status string, fully_paid boolean, order_ts timestamp, last_payment_ts timestamp, "
-    "last_published_ts timestamp, updated_ts timestamp, published_minute timestamp",
+    "first_published_ts timestamp, last_published_ts timestamp, updated_ts timestamp, published_minute timestamp",
     keys=("order_id",), partition_by=(PUBLISHED_MINUTE,),
 )
 QUARANTINE = Table(

@@ -38,6 +38,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     env = settings.to_env()
     env["LAKEHOUSE_URI"] = scan_uri(settings.lakehouse_uri)
     env["DUCKDB_WAREHOUSE"] = settings.warehouse_path
+    env["DUCKDB_GOLD_STATE"] = settings.gold_state_path
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     return env
 
@@ -123,6 +124,7 @@ def invoke(settings: Settings, command: Sequence[str], quiet: bool = False, mani
 
     if settings.dbt_target == "duckdb":
         _check_warehouse_free(settings.warehouse_path)
+        _check_warehouse_free(settings.gold_state_path)
     out = artifacts_dir(settings)
     args = [
         *command,
@@ -200,11 +202,40 @@ def build(settings: Settings, full_refresh: bool = False, tests: bool = True, qu
         command += ["--exclude", *excluded]
     with single_writer(settings.lakehouse_uri, "gold"):
         require_silver(settings)
+        move_order_state_out_of_warehouse(settings)
         result = invoke(settings, command, quiet=quiet, manifest=manifest)
         if result.success:
             publish_read_snapshot(settings)
     _check(result)
     return result
+
+
+def move_order_state_out_of_warehouse(settings: Settings) -> bool:
+    """A warehouse built before gold kept its order state in settings.gold_state_path still holds int_order_sales (a
+    row per order of the history), which the read snapshot would copy after every build. Drop it and rewrite the
+    warehouse without it (DuckDB does not give a dropped table's space back); the next build makes the state in
+    its own file from silver. True when it did."""
+    import duckdb
+
+    path = Path(settings.warehouse_path)
+    if settings.dbt_target != "duckdb" or not path.exists():
+        return False
+    compact = path.with_name(f".{path.name}.{os.getpid()}.compact")
+    try:
+        with duckdb.connect(str(path)) as con:
+            if not con.execute("select count(*) from duckdb_tables() where schema_name = 'gold' "
+                               "and table_name = 'int_order_sales'").fetchone()[0]:
+                return False
+            con.execute("drop table gold.int_order_sales")
+            compact.unlink(missing_ok=True)
+            con.execute(f"attach '{compact}' as compact")
+            con.execute(f"copy from database \"{path.stem}\" to compact")
+            con.execute("detach compact")
+        os.replace(compact, path)
+    except (OSError, duckdb.Error) as err:
+        compact.unlink(missing_ok=True)
+        raise EcomlakeError(f"could not move gold's order state out of the warehouse {path}: {err}") from None
+    return True
 
 
 def publish_read_snapshot(settings: Settings) -> Path | None:

@@ -262,6 +262,31 @@ def test_missing_silver_is_a_one_line_error(tmp_path):
     assert gold.run_gold(make_settings(tmp_path))["status"] == "waiting"
 
 
+def test_order_state_lives_beside_the_warehouse_and_an_old_warehouse_gives_it_up(built, tmp_path):
+    """Readers copy the warehouse after every build, so the order state (a row per order) must not be in it."""
+    settings = built[0]
+    with duckdb.connect(settings.warehouse_path, read_only=True) as con:
+        assert "int_order_sales" not in {t for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()}
+    with duckdb.connect(settings.gold_state_path, read_only=True) as con:
+        assert con.execute("select count(*) from gold.int_order_sales").fetchone()[0] > 0
+
+    old = make_settings(tmp_path)
+    Path(old.warehouse_path).parent.mkdir(parents=True)
+    with duckdb.connect(old.warehouse_path) as con:
+        con.execute("create schema gold")
+        con.execute("create table gold.fct_sales_minute as select timestamp '2026-01-01 10:00' as minute_bucket, "
+                    "12.5::decimal(18, 2) as gmv")
+        con.execute("create view gold.vw_sales as select * from gold.fct_sales_minute")
+        con.execute("create table gold.int_order_sales as select 'order-' || i as order_id from range(300000) t(i)")
+    size = Path(old.warehouse_path).stat().st_size
+    assert gold.move_order_state_out_of_warehouse(old)
+    assert not gold.move_order_state_out_of_warehouse(old)
+    assert Path(old.warehouse_path).stat().st_size < size / 2
+    with duckdb.connect(old.warehouse_path, read_only=True) as con:
+        assert con.execute("select table_name from duckdb_tables()").fetchall() == [("fct_sales_minute",)]
+        assert con.execute("select gmv from gold.vw_sales").fetchall() == [(Decimal("12.50"),)]
+
+
 def test_delta_extension_installed_offline_into_run_dir(built):
     settings, *_ = built
     ext_dir = Path(settings.run_dir) / "duckdb_extensions"

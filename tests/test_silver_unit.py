@@ -303,6 +303,9 @@ def test_enrichment_of_split_failed_refunded_and_cancelled_orders(spark):
     # Payments published after the order move last_published_ts (bronze_row publishes at T0 + offset seconds).
     assert rows["refund"]["last_published_ts"].timestamp() == (T0 + timedelta(seconds=7)).timestamp()
     assert rows["unpaid"]["last_published_ts"].timestamp() == (T0 + timedelta(seconds=7)).timestamp()
+    # first_published_ts is the earliest publication of its events and payments: where gold finds the order's rows.
+    assert rows["refund"]["first_published_ts"].timestamp() == (T0 + timedelta(seconds=3)).timestamp()
+    assert rows["cancel"]["first_published_ts"].timestamp() == (T0 + timedelta(seconds=4)).timestamp()
 
 
 def test_changed_rows_stamp_only_new_or_changed_orders(spark):

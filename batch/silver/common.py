@@ -54,6 +54,26 @@ def empty(spark: "SparkSession", ddl: str) -> DataFrame:
     return spark.createDataFrame([], ddl)
 
 
+_COLUMNS_CHECKED: set[str] = set()
+
+
+def add_new_columns(spark: "SparkSession", lake: "LakeEngine", settings: "Settings") -> list[str]:
+    """Tables written before a column joined their DDL (order_payments_enriched's first_published_ts) get it, as
+    NULL, through an empty append with the new schema: gold reads the column whether or not a cycle has written
+    rows since. Once per table and process; returns the tables it extended."""
+    extended = []
+    for table in (tables.ORDER_PAYMENTS_ENRICHED,):
+        uri = table.uri(settings)
+        if uri in _COLUMNS_CHECKED or not lake.exists(uri):
+            continue
+        if set(table.columns) - set(lake.read(uri).columns):
+            lake.append_batch(empty(spark, table.ddl), uri, app_id(f"{table.qualified}+new-columns"), 1,
+                              partition_by=list(table.partition_by))
+            extended.append(table.name)
+        _COLUMNS_CHECKED.add(uri)
+    return extended
+
+
 def app_id(source_table: str) -> str:
     return f"silver:{source_table}"
 

@@ -56,9 +56,10 @@ def unpack_versions(packed: int | None) -> tuple[int | None, int | None]:
 
 
 def enrich(orders: DataFrame, order_events: DataFrame, payments: DataFrame) -> DataFrame:
-    """One row per order (all columns but updated_ts) from its orders_clean row, its order events (for the last
-    publication time) and all its payments."""
-    published = order_events.groupBy("order_id").agg(F.max("kafka_timestamp").alias("_order_published"))
+    """One row per order (all columns but updated_ts) from its orders_clean row, its order events (for the first and
+    last publication times) and all its payments."""
+    published = order_events.groupBy("order_id").agg(F.min("kafka_timestamp").alias("_order_first_published"),
+                                                     F.max("kafka_timestamp").alias("_order_published"))
     o = orders.select("order_id", "user_id", "total_amount", "currency", "status", "order_ts").join(
         published, "order_id", "left"
     )
@@ -72,6 +73,7 @@ def enrich(orders: DataFrame, order_events: DataFrame, payments: DataFrame) -> D
     totals = p.groupBy("order_id").agg(
         F.sum(signed).alias("_paid"),
         F.max("event_ts").alias("last_payment_ts"),
+        F.min("kafka_timestamp").alias("_payments_first_published"),
         F.max("kafka_timestamp").alias("_payments_published"),
     )
     paid = F.expr(f"try_cast(coalesce(_paid, 0) AS {MONEY_TYPE})")
@@ -79,6 +81,7 @@ def enrich(orders: DataFrame, order_events: DataFrame, payments: DataFrame) -> D
         o.join(totals, "order_id", "left")
         .withColumn("paid_amount", paid)
         .withColumn("fully_paid", (F.col("status") != "cancelled") & (F.col("paid_amount") >= F.col("total_amount")))
+        .withColumn("first_published_ts", F.least("_order_first_published", "_payments_first_published"))
         .withColumn("last_published_ts", F.greatest("_order_published", "_payments_published"))
         .withColumn(PUBLISHED_MINUTE, F.date_trunc("minute", "last_published_ts"))
         .select(*VALUE_COLUMNS)
@@ -89,6 +92,15 @@ def changed_rows(fresh: DataFrame, existing: DataFrame, updated_ts: datetime) ->
     """Rows of `fresh` that are new or differ from their stored row, stamped with `updated_ts`."""
     changed = common.changed_only(fresh, existing, ["order_id"], VALUE_COLUMNS)
     return changed.withColumn("updated_ts", F.lit(updated_ts).cast("timestamp")).select(*ENRICHED_COLUMNS)
+
+
+def with_columns_added_since(existing: DataFrame) -> DataFrame:
+    """Rows of a table written before a column was added (first_published_ts) carry it as NULL: every touched order
+    then differs and gets the column, and the merge adds it to the table."""
+    schema = common.empty(existing.sparkSession, common.ENRICHED_DDL).schema
+    for column in [c for c in ENRICHED_COLUMNS if c not in existing.columns]:
+        existing = existing.withColumn(column, F.lit(None).cast(schema[column].dataType))
+    return existing
 
 
 def _span(start: int | None, end: int | None) -> str:
@@ -141,7 +153,7 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
         else:
             payments = of(payments_uri, payments_v)
         if lake.exists(enriched_uri):
-            existing = of(enriched_uri)
+            existing = with_columns_added_since(of(enriched_uri))
         else:
             existing = common.empty(spark, common.ENRICHED_DDL)
         fresh = enrich(of(orders_uri), of(events_uri, events_v), payments)

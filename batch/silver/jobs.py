@@ -41,6 +41,7 @@ def run_silver(
     lake = lake or get_engine(spark, settings)
     results = {}
     with single_writer(settings.lakehouse_uri, "silver"):
+        common.add_new_columns(spark, lake, settings)
         fused = one_pass.run(spark, settings, lake) if in_one_pass and not only else None
         for name, job in JOBS.items():
             if only and name not in only:

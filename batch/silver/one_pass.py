@@ -302,7 +302,9 @@ class _Cycle:
             WITH o AS (
                 SELECT order_id, user_id, total_amount, currency, status, order_ts FROM e_orders
             ), published AS (
-                SELECT order_id, max(kafka_timestamp) AS _order_published FROM e_events GROUP BY order_id
+                SELECT order_id, min(kafka_timestamp) AS _order_first_published,
+                       max(kafka_timestamp) AS _order_published
+                FROM e_events GROUP BY order_id
             ), p AS (
                 SELECT e_payments.*, o.currency AS _order_currency FROM e_payments JOIN o USING (order_id)
             ), totals AS (
@@ -310,16 +312,19 @@ class _Cycle:
                        sum(CASE WHEN currency = _order_currency AND status = 'captured' THEN amount
                                 WHEN currency = _order_currency AND status = 'refunded' THEN -amount
                                 ELSE CAST(0 AS {MONEY_TYPE}) END) AS _paid,
-                       max(event_ts) AS last_payment_ts, max(kafka_timestamp) AS _payments_published
+                       max(event_ts) AS last_payment_ts, min(kafka_timestamp) AS _payments_first_published,
+                       max(kafka_timestamp) AS _payments_published
                 FROM p GROUP BY order_id
             ), joined AS (
-                SELECT o.*, _order_published, TRY_CAST(coalesce(_paid, 0) AS {MONEY_TYPE}) AS paid_amount,
-                       last_payment_ts, _payments_published
+                SELECT o.*, _order_first_published, _order_published,
+                       TRY_CAST(coalesce(_paid, 0) AS {MONEY_TYPE}) AS paid_amount,
+                       last_payment_ts, _payments_first_published, _payments_published
                 FROM o LEFT JOIN published USING (order_id) LEFT JOIN totals USING (order_id)
             )
             SELECT {names(enrich.VALUE_COLUMNS[:6])},
                    status != 'cancelled' AND paid_amount >= total_amount AS fully_paid,
-                   order_ts, last_payment_ts, greatest(_order_published, _payments_published) AS last_published_ts,
+                   order_ts, last_payment_ts, least(_order_first_published, _payments_first_published)
+                   AS first_published_ts, greatest(_order_published, _payments_published) AS last_published_ts,
                    date_trunc('minute', greatest(_order_published, _payments_published)) AS {PUBLISHED_MINUTE}
             FROM joined""")
         changed = self.changed_sql("e_fresh", "e_stored", enrich.VALUE_COLUMNS)

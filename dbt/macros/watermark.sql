@@ -61,6 +61,35 @@
     {{ return([timestamp_literal(row[0]), timestamp_literal(row[1])]) }}
 {%- endmacro %}
 
+{#-
+  The earliest `column` value among the rows of `relation` changed since `after`, as a literal read before the
+  model's query (as the watermark): a lower bound a model can filter another table on, so that it reads only the
+  rows that can belong to the changed ones. none when a changed row has no `column` (no bound can be given), `after`
+  when nothing changed. In a unit test, a scalar subquery on the fixture.
+-#}
+{% macro changed_rows_earliest(relation, column, changed_column, after) -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if is_fixture(relation) -%}
+        {{ return('(select min(' ~ column ~ ') from ' ~ relation ~ ' where ' ~ changed_column ~ ' > ' ~ after ~ ')') }}
+    {%- endif -%}
+    {%- set query -%}
+        select cast(min({{ column }}) as varchar), count(*), count({{ column }})
+        from {{ relation }}
+        where {{ changed_column }} > {{ after }}
+    {%- endset -%}
+    {%- set rows = run_query(query).rows -%}
+    {%- if not rows -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set row = rows[0] -%}
+    {%- if row[1] == 0 -%}
+        {{ return(after) }}
+    {%- endif -%}
+    {{ return(none if row[1] != row[2] else timestamp_literal(row[0])) }}
+{%- endmacro %}
+
 {#- A unit test's fixture, which dbt renders as a CTE of the test's query (__dbt__cte__<name>). -#}
 {% macro is_fixture(relation) -%}
     {{ return((relation | string).startswith('__dbt__cte__')) }}

@@ -114,7 +114,8 @@ def _chunk(rng: "np.random.Generator", n: int, first: int, total: int, start: da
                **lineage(payment_topic, payment_ts)}
     enriched = {"order_id": order_id, "user_id": user_id, "total_amount": amount, "paid_amount": amount,
                 "currency": currency, "status": pa.array(["created"] * n), "fully_paid": pa.array(np.ones(n, bool)),
-                "order_ts": order_ts, "last_payment_ts": payment_ts, "last_published_ts": payment_ts,
+                "order_ts": order_ts, "last_payment_ts": payment_ts, "first_published_ts": order_ts,
+                "last_published_ts": payment_ts,
                 "updated_ts": ts(paid_s + 2.0), PUBLISHED_MINUTE: minute(paid_s)}
     columns = {ORDER_EVENTS.name: event, ORDERS_CLEAN.name: event, PAYMENTS_CLEAN.name: payment,
                ORDER_PAYMENTS_ENRICHED.name: enriched}

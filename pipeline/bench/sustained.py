@@ -48,7 +48,7 @@ def _folder(path: Path) -> dict:
 
 def lake_facts(settings: Settings) -> dict:
     """Active data files and their size, and the Delta log's files and size, of every table; the streaming
-    checkpoints; the warehouse and its read snapshot."""
+    checkpoints; the warehouse, its read snapshot and gold's order state."""
     from deltalake import DeltaTable
 
     out: dict = {}
@@ -62,7 +62,7 @@ def lake_facts(settings: Settings) -> dict:
         out[table.name] = {"data_files": len(sizes), "data_mib": round(sum(sizes) / 2**20, 1),
                            "log_files": log["files"], "log_mib": log["mib"]}
     out["checkpoints"] = _folder(Path(settings.lakehouse_uri) / "_checkpoints")
-    for name in ("warehouse.duckdb", "warehouse.read.duckdb"):
+    for name in ("warehouse.duckdb", "warehouse.read.duckdb", "gold_state.duckdb"):
         path = Path(settings.warehouse_path).with_name(name)
         out[name.replace(".", "_")] = {"mib": round(path.stat().st_size / 2**20, 1) if path.exists() else 0.0}
     return out

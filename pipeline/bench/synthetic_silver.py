@@ -42,7 +42,7 @@ PAYMENTS_CLEAN = pa.schema([
 ORDER_PAYMENTS_ENRICHED = pa.schema([
     ("order_id", pa.string()), ("user_id", pa.string()), ("total_amount", MONEY), ("paid_amount", MONEY),
     ("currency", pa.string()), ("status", pa.string()), ("fully_paid", pa.bool_()), ("order_ts", TS),
-    ("last_payment_ts", TS), ("last_published_ts", TS), ("updated_ts", TS),
+    ("last_payment_ts", TS), ("first_published_ts", TS), ("last_published_ts", TS), ("updated_ts", TS),
 ])
 QUARANTINE = pa.schema([
     ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()), ("raw_key", pa.string()),
@@ -178,6 +178,7 @@ class SilverLake:
                 "paid_amount": paid_amount(o, pays), "currency": o.currency, "status": o.status,
                 "fully_paid": fully_paid(o, pays), "order_ts": o.order_ts,
                 "last_payment_ts": max((p.event_ts for p in pays), default=None),
+                "first_published_ts": min([o.order_ts, *(p.event_ts for p in pays)]),
                 "last_published_ts": max([o.order_ts, *(p.event_ts for p in pays)]),
             }
             old = previous.get(o.order_id)

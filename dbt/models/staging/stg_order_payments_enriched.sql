@@ -19,6 +19,7 @@ renamed as (
         order_ts,
         {{ dbt.date_trunc('minute', 'order_ts') }} as minute_bucket,
         last_payment_ts,
+        first_published_ts,
         last_published_ts,
         updated_ts
 
