@@ -60,7 +60,8 @@ _COLUMNS_CHECKED: set[str] = set()
 def add_new_columns(spark: "SparkSession", lake: "LakeEngine", settings: "Settings") -> list[str]:
     """Tables written before a column joined their DDL (order_payments_enriched's first_published_ts) get it, as
     NULL, through an empty append with the new schema: gold reads the column whether or not a cycle has written
-    rows since. Once per table and process; returns the tables it extended."""
+    rows since, and the jobs and the one-pass cycle read it as any other. Both entry points under silver's lock
+    (jobs.run_silver, run_standalone) call it first. Once per table and process; returns the tables it extended."""
     extended = []
     for table in (tables.ORDER_PAYMENTS_ENRICHED,):
         uri = table.uri(settings)
@@ -403,6 +404,7 @@ def run_standalone(*jobs: Callable[["SparkSession", "Settings", "LakeEngine"], J
     with single_writer(settings.lakehouse_uri, "silver"):
         spark = get_spark(settings, app_name="ecomlake-silver")
         lake = get_engine(spark, settings)
+        add_new_columns(spark, lake, settings)
         for job in jobs:
             print(job(spark, settings, lake).summary(), flush=True)
     return 0

@@ -94,15 +94,6 @@ def changed_rows(fresh: DataFrame, existing: DataFrame, updated_ts: datetime) ->
     return changed.withColumn("updated_ts", F.lit(updated_ts).cast("timestamp")).select(*ENRICHED_COLUMNS)
 
 
-def with_columns_added_since(existing: DataFrame) -> DataFrame:
-    """Rows of a table written before a column was added (first_published_ts) carry it as NULL: every touched order
-    then differs and gets the column, and the merge adds it to the table."""
-    schema = common.empty(existing.sparkSession, common.ENRICHED_DDL).schema
-    for column in [c for c in ENRICHED_COLUMNS if c not in existing.columns]:
-        existing = existing.withColumn(column, F.lit(None).cast(schema[column].dataType))
-    return existing
-
-
 def _span(start: int | None, end: int | None) -> str:
     if end is None:
         return "-"
@@ -153,7 +144,7 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine | None" =
         else:
             payments = of(payments_uri, payments_v)
         if lake.exists(enriched_uri):
-            existing = with_columns_added_since(of(enriched_uri))
+            existing = of(enriched_uri)
         else:
             existing = common.empty(spark, common.ENRICHED_DDL)
         fresh = enrich(of(orders_uri), of(events_uri, events_v), payments)
