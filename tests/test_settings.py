@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ecomlake.errors import ConfigError
-from ecomlake.settings import Settings
+from ecomlake.settings import MetabaseConfig, RunDefaults, Settings, TrinoConfig, lock_lease_s
 
 ECOMLAKE = str(Path(sys.executable).parent / "ecomlake")
 
@@ -44,6 +44,33 @@ def test_bad_value_is_one_line_naming_the_variable(name, value, allowed):
         Settings.from_env({name: value})
     message = str(err.value)
     assert message.startswith(f"{name}=") and allowed in message and "\n" not in message
+
+
+NUMBERS = [
+    (Settings.from_env, "SILVER_COMPACT_EVERY", "-1", "SILVER_COMPACT_EVERY='-1' must be at least 0"),
+    (MetabaseConfig.from_env, "MB_REFRESH_SECONDS", "ten", "MB_REFRESH_SECONDS='ten' is not a whole number"),
+    (TrinoConfig.from_env, "TRINO_PORT", "70000", "TRINO_PORT='70000' is not a port number"),
+    (RunDefaults.from_env, "DEMO_RATE", "fast", "DEMO_RATE='fast' is not a number"),
+    (RunDefaults.from_env, "DEMO_SECONDS", "0", "DEMO_SECONDS='0' must be above 0"),
+    (lock_lease_s, "LOCK_LEASE_SECONDS", "inf", "LOCK_LEASE_SECONDS='inf' is not a number"),
+    (RunDefaults.from_env, "BENCH_CEILING_RATES", "500,x",
+     "BENCH_CEILING_RATES='500,x' is not a list of events/s separated by commas, e.g. 500,1000,1500"),
+]
+
+
+@pytest.mark.parametrize("read,name,value,message", NUMBERS, ids=[n[1] for n in NUMBERS])
+def test_every_number_is_refused_in_the_same_words(read, name, value, message):
+    with pytest.raises(ConfigError) as err:
+        read({name: value})
+    assert str(err.value) == message
+
+
+def test_to_env_gives_each_variable_and_an_optional_one_only_while_set():
+    env = Settings.from_env({}).to_env()
+    assert (env["TOPIC_PARTITIONS"], env["SILVER_ONE_PASS"]) == ("3", "1") and "SPARK_EXTRA_JARS" not in env
+    jars = Settings.from_env({"SPARK_EXTRA_JARS": "/opt/jars", "SILVER_ONE_PASS": "0"})
+    assert jars.to_env()["SPARK_EXTRA_JARS"] == "/opt/jars" and Settings.from_env(jars.to_env()) == jars
+    assert Settings() == Settings.from_env({}) and RunDefaults() == RunDefaults.from_env({})
 
 
 @pytest.mark.parametrize("name,value,allowed", [BAD[0], BAD[1], BAD[2], BAD[4]])
