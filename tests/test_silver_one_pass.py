@@ -121,3 +121,40 @@ def test_tables_kept_open_see_other_writers_commits(spark, settings):
         assert lake.append_batch(rows("d"), uri, "app", 8) is True
     assert sorted(lake.read(uri).toPandas()["order_id"]) == ["a", "b", "c", "d"]
     assert lake.txn_version(uri, "app") == 8
+
+
+def test_a_backlog_is_taken_a_slice_a_cycle_in_one_pass(spark, settings, monkeypatch):
+    """Bronze commits that add more rows than a cycle takes (after a restart, a slow cycle) are worked off in
+    one-pass cycles of whole commits, oldest first, the service running the next at once; silver ends as the jobs
+    leave it. The jobs' merges read whole tables: on a lake with a day of history a cycle of theirs takes minutes."""
+    from batch.silver import one_pass
+    from batch.silver.service import SilverService
+
+    lakes = {"jobs": dataclasses.replace(settings, lakehouse_uri=settings.lakehouse_uri + "-backlog-jobs"),
+             "sliced": dataclasses.replace(settings, lakehouse_uri=settings.lakehouse_uri + "-backlog-sliced")}
+    engines = {name: get_engine(spark, s) for name, s in lakes.items()}
+    writers = {name: BronzeRows(spark, engines[name], s, START) for name, s in lakes.items()}
+    stream = records(settings)
+    parts = [stream[p * len(stream) // 4:(p + 1) * len(stream) // 4] for p in range(4)]
+    for name, s in lakes.items():
+        writers[name].append(parts[0])
+        run_silver(spark, s, lake=engines[name])  # creates the tables
+        for part in parts[1:]:
+            writers[name].append(part)
+    per_job = [[sum(r.topic == topic for r in part) for topic in settings.topics] for part in parts[1:]]
+    budget = max(max(counts) for counts in per_job)
+    assert all(min(a, b) * 2 > budget for a, b in zip(per_job[0], per_job[1])), "parts too uneven for the test"
+    monkeypatch.setattr(one_pass, "MAX_INCREMENT_ROWS", 2 * budget)
+
+    service = SilverService(spark, lakes["sliced"], lake=engines["sliced"])
+    cycles, figures = [], []
+    service.on_cycle = lambda cycle, f: (cycles.append(cycle), figures.append(f))
+    with engines["sliced"].kept_open():
+        while service.cycle() is not None:
+            assert len(cycles) <= 3, "the backlog was not worked off in three cycles"
+    assert len(cycles) == 3
+    assert all(f["orders"]["one_pass"] for f in figures)
+    assert [f["orders"]["read"] for f in figures] == [counts[0] for counts in per_job]
+    assert [f["payments"]["read"] for f in figures] == [counts[1] for counts in per_job]
+    run_silver(spark, lakes["jobs"], lake=engines["jobs"])
+    assert silver_rows(engines["sliced"], lakes["sliced"]) == silver_rows(engines["jobs"], lakes["jobs"])

@@ -88,7 +88,10 @@ class SilverService:
         jobs = len(context.statusTracker().getJobIdsForGroup(group))
         read = sum(figures[j]["read"] for j in ("orders", "payments"))
         written = sum(f["written"] for f in figures.values())
-        self._seen = versions
+        # A cycle may take a slice of a backlog (one_pass): the next runs at once until silver has caught up.
+        caught_up = all(figures[job].get("source_to") is None or figures[job]["source_to"] >= version
+                        for job, version in zip(("orders", "payments"), versions) if version is not None)
+        self._seen = versions if caught_up else None
         if not read and not written:  # the commits seen were taken by the previous cycle already
             return None
         self.rows_read += read
