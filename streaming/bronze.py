@@ -32,7 +32,13 @@ from ecomlake.locks import check_lake
 from ecomlake.service_loop import log_to_stderr, run_until_stopped
 from ecomlake.settings import load
 from streaming.broker_checks import DEFAULT_CONNECT_TIMEOUT_S, BrokerWatchdog
-from streaming.bronze_queries import DEFAULT_TRIGGER_S, Bronze, run_available_now, start_bronze
+from streaming.bronze_queries import (
+    CONTINUOUS_MAX_OFFSETS,
+    DEFAULT_TRIGGER_S,
+    Bronze,
+    run_available_now,
+    start_bronze,
+)
 from streaming.bronze_table import BronzeTable, bronze_tables, to_bronze_rows
 from streaming.incarnations import incarnation, reset_source
 from streaming.query_errors import batch_failure, raise_failure
@@ -56,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--trigger", type=positive_float, metavar="SECONDS", default=DEFAULT_TRIGGER_S,
                       help=f"run until stopped, one micro-batch every SECONDS (default {DEFAULT_TRIGGER_S:g})")
     parser.add_argument("--max-offsets-per-trigger", type=positive_int, metavar="N",
-                        help="at most N records per micro-batch and topic (default: no limit)")
+                        help="at most N records per micro-batch and topic (default: "
+                        f"{CONTINUOUS_MAX_OFFSETS:,} when running until stopped, no limit with --available-now)")
     parser.add_argument("--reset-source", action="store_true",
                         help="the broker lost its data or the topics were recreated: read them from the earliest "
                         "offset as a new broker incarnation, keeping the rows already in bronze")
@@ -82,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bronze: {result['rows']} new rows ({result[contract.BRONZE_ORDERS]['rows']} orders, "
               f"{result[contract.BRONZE_PAYMENTS]['rows']} payments) in {result['seconds']:.1f}s ({rate:.0f} rows/s)")
         return 0
-    job = start_bronze(spark, settings, args.trigger, args.max_offsets_per_trigger, args.connect_timeout,
-                       reset=args.reset_source)
+    job = start_bronze(spark, settings, args.trigger, args.max_offsets_per_trigger or CONTINUOUS_MAX_OFFSETS,
+                       args.connect_timeout, reset=args.reset_source)
     log.info("streaming %s -> %s (checkpoints under %s); Ctrl-C to stop",
              ", ".join(b.topic for b in bronze_tables(settings)), contract.BRONZE_SCHEMA,
              settings.checkpoint_uri(""))

@@ -107,11 +107,17 @@ def _start_query(spark, settings, bronze: BronzeTable, engine, monitor, trigger,
     return query.start(), writer
 
 
+CONTINUOUS_MAX_OFFSETS = 40_000
+"""Records per micro-batch and topic when bronze runs continuously: a backlog (bronze down, a broker full of
+records) arrives in commits that silver's one-pass cycle can take a few at a time (batch/silver/one_pass.py takes
+at most 50,000 rows a job); one larger commit would go through the jobs, whose merges read whole tables."""
+
+
 def start_bronze(spark: "SparkSession", settings: Settings, trigger_seconds: float = DEFAULT_TRIGGER_S,
-                 max_offsets: int | None = None, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+                 max_offsets: int | None = CONTINUOUS_MAX_OFFSETS, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
                  reset: bool = False) -> Bronze:
-    """Start both queries, running until stopped (a micro-batch every `trigger_seconds`); `reset` first moves
-    both to a new broker incarnation (reset_source)."""
+    """Start both queries, running until stopped (a micro-batch every `trigger_seconds`, of at most `max_offsets`
+    records a topic); `reset` first moves both to a new broker incarnation (reset_source)."""
     locks = _hold_locks(settings)
     try:
         if reset:

@@ -240,9 +240,32 @@ def lake_optimize_and_vacuum(engine, spark, root: str) -> None:
         raise AssertionError("a vacuum retention under 1 hour was accepted")
 
 
+def lake_optimize_recent_partitions(engine, spark, root: str) -> None:
+    """Compaction of the `recent` minutes: the published_minute partitions within it of the newest are compacted,
+    older ones are left as they are (the silver service compacts only the recent part of a table with a day of
+    history)."""
+    from datetime import datetime, timedelta, timezone
+
+    uri = f"{root}/recent"
+    old, recent = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc), datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+    minutes = [old, old, recent, recent + timedelta(minutes=1), recent + timedelta(minutes=1)]
+    for version, minute in enumerate(minutes):
+        engine.append_batch(spark.createDataFrame([(version, minute)], "id bigint, published_minute timestamp"),
+                            uri, "m", version, partition_by=["published_minute"])
+
+    metrics = engine.optimize(uri, recent=timedelta(minutes=5))
+
+    live, _ = _log_files(uri)
+    per_minute = sorted(p["published_minute"].replace("T", " ")[:16] for p in live.values())  # engines differ
+    assert per_minute == ["2026-11-01 09:00", "2026-11-01 09:00", "2026-11-02 09:00", "2026-11-02 09:01"], per_minute
+    assert metrics == {"files_removed": 2, "files_added": 1}, metrics
+    assert sorted(r["id"] for r in engine.read(uri).collect()) == list(range(len(minutes)))
+
+
 LAKE_CASES = {f.__name__: f for f in (
     lake_idempotent_append, lake_read_round_trip_types, lake_changes_since, lake_changes_since_across_optimize,
     lake_merge_upsert, lake_merge_app_transaction, lake_merge_counted, lake_history, lake_optimize_and_vacuum,
+    lake_optimize_recent_partitions,
 )}
 
 

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from pyspark.sql import DataFrame, SparkSession
 
     from ecomlake.settings import Settings
@@ -35,6 +37,13 @@ class LakeEngine(ABC):
     @abstractmethod
     def version(self, uri: str) -> int | None:
         """The table's latest committed version, or None when there is no table."""
+
+    def partition_columns(self, uri: str) -> list[str]:
+        """The table's partition columns ([] when it does not exist), from its Delta log: no Spark job."""
+        from ecomlake.lake import delta_log
+
+        version = delta_log.latest_version(uri)
+        return [] if version is None else list(delta_log.table_metadata(uri, version).get("partitionColumns") or [])
 
     @abstractmethod
     def txn_version(self, uri: str, app_id: str) -> int | None:
@@ -117,8 +126,10 @@ class LakeEngine(ABC):
 
     # --- maintenance ---------------------------------------------------------------------------------
     @abstractmethod
-    def optimize(self, uri: str) -> dict:
-        """Compact small files. Returns engine metrics (files removed/added)."""
+    def optimize(self, uri: str, recent: "timedelta | None" = None) -> dict:
+        """Compact small files; with `recent`, only in the published_minute partitions within `recent` of the table's
+        newest (a table laid out by publication gets its new files there, and a compaction of the whole table reads
+        every file's entry). Returns engine metrics (files removed/added)."""
 
     @abstractmethod
     def vacuum(self, uri: str, retention_hours: int) -> list[str]:

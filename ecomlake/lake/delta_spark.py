@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import timezone
+from datetime import timedelta, timezone
 from typing import TYPE_CHECKING, Sequence
 
 from ecomlake.lake import delta_log
 from ecomlake.lake.base import LakeEngine
+from ecomlake.tables import PUBLISHED_MINUTE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -114,10 +115,19 @@ class DeltaSparkEngine(LakeEngine):
             for row in rows.orderBy(rows.version.desc()).collect()
         ]
 
-    def optimize(self, uri: str) -> dict:
+    def optimize(self, uri: str, recent: "timedelta | None" = None) -> dict:
         from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
 
-        metrics = DeltaTable.forPath(self.spark, uri).optimize().executeCompaction().select("metrics").first()[0]
+        table = DeltaTable.forPath(self.spark, uri)
+        compaction = table.optimize()
+        if recent is not None:
+            newest = table.toDF().agg(F.max(PUBLISHED_MINUTE)).first()[0]  # partition values only: no file is read
+            if newest is None:
+                return {"files_removed": 0, "files_added": 0}
+            compaction = compaction.where(
+                f"{PUBLISHED_MINUTE} >= TIMESTAMP '{(newest - recent).astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}'")
+        metrics = compaction.executeCompaction().select("metrics").first()[0]
         return {"files_removed": int(metrics["numFilesRemoved"]), "files_added": int(metrics["numFilesAdded"])}
 
     def vacuum(self, uri: str, retention_hours: int) -> list[str]:
