@@ -1,9 +1,9 @@
 """Column lists as SQL text, projected in one step.
 
-A continuous silver service builds its DataFrames anew every cycle, and PySpark pays a round trip to the JVM for
-every Column object it makes (each F.col, alias, cast, comparison): the silver jobs made ~7,000 of them per cycle,
-most in projections of 15-column tables, which cost about as much as the cycle's Spark jobs on an idle table. A
-projection written as SQL expressions costs three calls, whatever its width.
+A continuous silver service builds its DataFrames anew every cycle, and PySpark pays a round trip to the JVM for every
+Column object it makes (each F.col, alias, cast, comparison): the silver jobs made thousands of them per cycle, most in
+projections of 15-column tables, which cost about as much as the cycle's Spark jobs on an idle table
+(docs/benchmarks.md#design-measurements). A projection written as SQL expressions costs three calls, whatever its width.
 """
 
 from __future__ import annotations

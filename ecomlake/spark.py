@@ -127,22 +127,22 @@ def builder_config(settings: Settings) -> dict[str, str]:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.driver.memory": tuning.driver_memory,
         # Adaptive execution re-plans at every shuffle, each step a Spark job of its own: worth it on a cluster's
-        # large data, a fixed cost per cycle on a local master's small increments (a silver cycle of 3,000 bronze
-        # rows: 20.9 s -> 9.9 s with it off, under the same load).
+        # large data, a fixed cost per cycle on a local master's small increments (off, a silver cycle takes about
+        # half as long under the same load: docs/benchmarks.md#design-measurements).
         "spark.sql.adaptive.enabled": "false" if settings.is_local_master else "true",
-        # Silver caches each cycle's increment for the few actions of that cycle: building the cached batches took
-        # about a quarter of the JVM's CPU in a 1,000 events/s run (JFR); uncompressed they are cheaper to build,
-        # and they are freed seconds later.
+        # Silver caches each cycle's increment for the few actions of that cycle: building the cached batches was a
+        # large share of the JVM's CPU under load (JFR; docs/benchmarks.md#design-measurements); uncompressed they
+        # are cheaper to build, and they are freed seconds later.
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
         # Every cycle plans the same ~30 queries again, which generate more classes than Spark's default cache of
-        # 100 holds; a larger one lets a cycle reuse the last cycle's (Janino and class loading were ~13% of the
-        # JVM's CPU in that run).
+        # 100 holds; a larger one lets a cycle reuse the last cycle's (Janino and class loading were a visible share
+        # of the JVM's CPU in that profile).
         "spark.sql.codegen.cache.maxEntries": "2000",
     }
     if settings.is_local_master:
         # The delta-rs engine reads a table version by naming its data files, and Spark lists more than 32 named
         # files with a Spark job of one task per file; on a local master those tasks run in this JVM anyway, so the
-        # driver lists them itself: Spark's read of order_events' 34 files took 110 ms with that job, 32 ms without.
+        # driver lists them itself, and the job costs more than the listing (docs/benchmarks.md#design-measurements).
         conf["spark.sql.sources.parallelPartitionDiscovery.threshold"] = "100000"
     if settings.is_local_master or master_on_loopback(settings.spark_master):
         # Executors of a cluster on this machine (ecomlake.jvm.spark_cluster) call the driver back on loopback.
@@ -154,9 +154,9 @@ def builder_config(settings: Settings) -> dict[str, str]:
         if log4j.exists() and not debug_enabled():
             java_options.append(f"-Dlog4j.configurationFile=file:{log4j}")
         if settings.is_local_master:
-            # G1's collector threads (concurrent marking included) used 20 of the JVM's 165 CPU-s in a 120 s run at
-            # 1,000 events/s, where everything shares two cores; the throughput collector used 7, and its pauses did
-            # not show in the latency.
+            # G1's collector threads (concurrent marking included) take a noticeable share of the JVM's CPU where
+            # everything shares two cores; the throughput collector takes far less, and its pauses did not show in
+            # the latency (docs/benchmarks.md#design-measurements).
             java_options.append("-XX:+UseParallelGC")
     if java_options:
         conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
@@ -173,7 +173,7 @@ def builder_config(settings: Settings) -> dict[str, str]:
         conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         if settings.is_local_master:
             # Delta rebuilds a table's state with 50 tasks by default: on a laptop's few cores, for tables of this
-            # size, those fixed costs dominated every delta-spark run (conformance cases 136 s -> 85 s).
+            # size, those fixed costs dominated every delta-spark run (docs/benchmarks.md#design-measurements).
             conf["spark.databricks.delta.snapshotPartitions"] = str(tuning.shuffle_partitions)
     if is_s3(settings.lakehouse_uri):
         # Credentials: the AWS_* variables through s3a's default provider chain (as the compose services have them).

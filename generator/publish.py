@@ -31,8 +31,9 @@ def producer_config(settings: Settings) -> dict:
     stops at the end Tansu reports and would miss the rest of a partition's last batch.
 
     Batching matters on Tansu: its in-memory store's work per request grows with the number of batches a partition
-    holds. At 1,000 events/s with bronze reading, one record per batch took Tansu from 21% to 97% of a core over
-    160 s, CPU that the 2-core laptop's silver needed; batched (EMBEDDED_LINGER_MS), 3.5% to 8.5%."""
+    holds. At 1,000 events/s with bronze reading, one record per batch had Tansu's CPU climb towards a whole core
+    within minutes, CPU that the 2-core laptop's silver needed; batched (EMBEDDED_LINGER_MS), it stays small
+    (docs/benchmarks.md#design-measurements)."""
     common = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": "ecomlake-generator",

@@ -187,8 +187,9 @@ def build(settings: Settings, full_refresh: bool = False, tests: bool = True, qu
           setup: bool = True, manifest=None, select: Sequence[str] = (), exclude: Sequence[str] = ()):
     """`dbt build`: seeds, models and (unless tests=False) data and unit tests, in dependency order. setup=False
     leaves out what an earlier build of the same manifest created for good, the seeds and the views (the
-    continuous service's later builds: five of its thirteen nodes, 0.9 s → 0.75 s a build on an idle machine), and
-    the rewrite of target/manifest.json and run_results.json, which the first build wrote (0.80 s → 0.72 s)."""
+    continuous service's later builds: five of its thirteen nodes), and the rewrite of target/manifest.json and
+    run_results.json, which the first build wrote: fixed costs of every build
+    (docs/benchmarks.md#design-measurements)."""
     command = ["build"]
     if full_refresh:
         command.append("--full-refresh")

@@ -1,9 +1,8 @@
 """Gold's dbt builds in a child process of their own, for a GoldService that shares its process with silver.
 
-dbt is mostly Python: a build held the GIL for about a second per silver cycle, and each of the thousands of Py4J
-calls in silver's cycle waited for it. In 300 s runs at 1,000 events/s (ecomlake demo) the median silver cycle was
-4.4 s with the builds in the demo's process and 4.0 s with them here. The child parses the project once and answers
-one build per request, so a build is the same `run_gold` either way.
+dbt is mostly Python: a build held the GIL for much of each silver cycle, and each of the thousands of Py4J calls in
+silver's cycle waited for it; with the builds here, silver's cycle is shorter (docs/benchmarks.md#design-measurements).
+The child parses the project once and answers one build per request, so a build is the same `run_gold` either way.
 """
 
 from __future__ import annotations

@@ -1,16 +1,15 @@
 """`ecomlake gold --continuous`: gold as a long-running service, building on every silver commit.
 
 The batch command parses the dbt project, loads the seeds and runs the tests on every invocation. The service parses
-once (dbt then runs from that manifest), loads the seeds and creates the views on its first build only, leaves the
-data and unit tests to `ecomlake gold --test-only` (Airflow's schedule, CI) and builds as soon as a table gold reads
-has a new commit, which it learns from a listing of their Delta logs. fct_sales_minute is incremental: a build
-recomputes only the minutes whose orders changed. After its first build the service builds in two parts, each
-published for readers when done: fct_sales_minute and what it reads on every silver commit (silver → gold p50 1.9 s
-→ 1.2 s at 1,000 events/s), then the other facts (payments, cancellations, quarantine, sales per currency) at most
-every GOLD_OTHER_FACTS_EVERY_SECONDS (5; 0: on every commit too), and also once silver has stopped moving. On two
-cores the builds compete with silver's cycle for the CPU: in back-to-back 300 s runs at 1,000 events/s (`ecomlake
-demo --no-live`), building the other facts on every commit gave a median silver cycle of 1.65 s and publish → gold
-p50 4.7 s; every 6 s, 0.86 s and 3.2 s. The models are the ones `ecomlake gold` builds, so stopping or killing the
+once (dbt then runs from that manifest), loads the seeds and creates the views on its first build only, leaves the data
+and unit tests to `ecomlake gold --test-only` (Airflow's schedule, CI) and builds as soon as a table gold reads has a
+new commit, which it learns from a listing of their Delta logs. fct_sales_minute is incremental: a build recomputes only
+the minutes whose orders changed. After its first build the service builds in two parts, each published for readers when
+done: fct_sales_minute and what it reads on every silver commit (silver → gold then waits for that fact alone), then the
+other facts (payments, cancellations, quarantine, sales per currency) at most every GOLD_OTHER_FACTS_EVERY_SECONDS (5;
+0: on every commit too), and also once silver has stopped moving. On two cores the builds compete with silver's cycle
+for the CPU: building the other facts on every commit made both silver's cycle and publish → gold slower
+(docs/benchmarks.md#design-measurements). The models are the ones `ecomlake gold` builds, so stopping or killing the
 service between or during builds loses nothing: the next build picks up from gold's watermarks.
 
 On the trino target dbt reads silver through Trino's Delta catalog, which lists only the tables registered in its

@@ -4,7 +4,7 @@ Measured, not estimated. When each gold build starts, the version of silver's en
 paid orders of that version are read while the build runs (the build reads that version or a later one); when the
 build has finished, every order seen there for the first time is visible in gold.fct_sales_minute, and its latency is
 that moment minus the Kafka timestamp (publication time) of the latest event that went into it (`last_published_ts`).
-Reading them before the build instead delayed every build by the read (0.05-0.1 s at 100k orders on an idle machine).
+Reading them before the build instead delayed every build by the read (docs/benchmarks.md#design-measurements).
 
 The stages of the same order:
 - publish → bronze: the commit time of the first bronze commit holding a record published at or after that

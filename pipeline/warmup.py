@@ -1,17 +1,15 @@
 """Warm silver's Spark session before the first event: WARM_UP_RUNS silver runs on a scratch lake of generator records.
 
-In a fresh JVM the first silver cycles are several times slower than later ones (class loading, JIT compilation,
-code generation for each of a cycle's queries): in the 300 s latency run at 1,000 events/s, silver's backlog rose to
-23,700 rows in the first 30 s, then stayed at 3,000-7,000 (docs/benchmarks.md). The same queries run on a scratch lake
-compile what the real cycles reuse. The first run creates the silver tables (with the Spark jobs) and the later ones
-merge into them (in one pass, as the service's cycles do: batch/silver/one_pass.py), so both paths are warm.
+In a fresh JVM the first silver cycles are several times slower than later ones (class loading, JIT compilation, code
+generation for each of a cycle's queries): in a latency run, silver's backlog rose steeply in the first seconds, then
+stayed far lower (docs/benchmarks.md#design-measurements). The same queries run on a scratch lake compile what the real
+cycles reuse. The first run creates the silver tables (with the Spark jobs) and the later ones merge into them (in one
+pass, as the service's cycles do: batch/silver/one_pass.py), so both paths are warm.
 
 Why eight runs: most of the warming is the JIT compiling Spark's own planner and executor code, and it takes many
-cycles. In back-to-back cycles of 5,000 rows on an otherwise idle machine, the JVM's compiler threads used 4.9 CPU-s
-in the first cycle, 2.8 in the fifth and 1.2 in the fourteenth, against ~2 CPU-s of real work per cycle. Two warm-up
-runs left that compiling to the measured run, where it shared the two cores with the pipeline: in 120 s runs at
-1,000 events/s (one run each), two runs gave p95 15.6-17.1 s, and with the parallel collector too (ecomlake.spark)
-six runs 13.7 s, ten runs 12.5 s.
+cycles: the JVM's compiler threads use more CPU than a cycle's real work in the first cycles, and still a good part
+of it after a dozen. Two warm-up runs left that compiling to the measured run, where it shared the two cores with the
+pipeline; more runs gave a lower p95, with diminishing returns (docs/benchmarks.md#design-measurements).
 Only for a local master: a cluster's executors cannot see the driver's scratch directory.
 """
 

@@ -1,13 +1,13 @@
 """Silver's cycle in one pass (the continuous service, on the delta-rs engine): the three silver jobs' work with two
 Spark actions instead of eleven.
 
-Why: on this 2-core machine a Spark action costs about 50 ms from Python before it reads a row, and a lookup of 4,000
-keys in a table of 140k rows takes 155 ms as a Spark job and 15 ms read by delta-rs into Arrow. The jobs run 27 Spark
-jobs for a cycle, about 3.5 s for 5,000 rows on an idle machine and almost all of it fixed cost, and an event waits
-1.5 cycles in silver. So Spark does here what needs it: the contract checks of both bronze increments, with the jobs'
-own `classify`. The rest of the cycle touches a few thousand rows. The stored rows of the touched keys are read by
-delta-rs, and deduplication, the orders' fold, enrichment and the changed-rows comparisons run as SQL in an in-process
-DuckDB over Arrow, with the jobs' rules (the docstrings of common, orders and enrich).
+Why: a Spark action has a fixed cost of tens of milliseconds from Python before it reads a row, and a lookup of a few
+thousand keys costs an order of magnitude more as a Spark job than read by delta-rs into Arrow. The jobs run dozens of
+Spark jobs for a cycle, almost all of their time fixed cost, and an event waits 1.5 cycles in silver
+(docs/benchmarks.md#design-measurements). So Spark does here what needs it: the contract checks of both bronze
+increments, with the jobs' own `classify`. The rest of the cycle touches a few thousand rows. The stored rows of the
+touched keys are read by delta-rs, and deduplication, the orders' fold, enrichment and the changed-rows comparisons run
+as SQL in an in-process DuckDB over Arrow, with the jobs' rules (the docstrings of common, orders and enrich).
 
 The commits are the jobs' commits: the same rows, tables, partitioning and application transactions, in the same
 order (orders_clean, order_events, quarantine; payments_clean, quarantine; order_payments_enriched). Where a job's
@@ -147,8 +147,8 @@ class _Cycle:
         """The stored rows the cycle reads, in three scans before it writes: the order_events, payments_clean and
         orders_clean rows of every order either increment names (and the events by id, for the duplicates).
         Enrichment's inputs are these rows with the cycle's own writes laid over them, so it reads none of those
-        tables again (seven scans a cycle before, each of the whole table: 0.66 s of a 2.5 s cycle late in a 300 s
-        run at 1,000 events/s)."""
+        tables again (before, the tables were scanned whole seven times a cycle, a large share of a cycle late in a
+        long run: docs/benchmarks.md#design-measurements)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 

@@ -26,9 +26,8 @@ class DeltaRsEngine(LakeEngine):
     def kept_open(self) -> Iterator[None]:
         """Within, this thread opens each table once and then reads only the commits added since (for a long-running
         writer). Opening a table replays its log from the last checkpoint, and a silver cycle opened tables 20 times:
-        in the last quarter of a 300 s run at 1,000 events/s that took 0.65 s of a 3.1 s cycle, and in 60 cycles of
-        2,500 rows on 250k bronze the median cycle grew from 1.21 s (first ten) to 1.74 s (last ten); 1.15 to 1.27 s
-        with the tables kept open."""
+        late in a long run that was a large share of the cycle, and the cycle grew with the run; with the tables kept
+        open it barely grows (docs/benchmarks.md#design-measurements)."""
         outer = getattr(_kept, "tables", None)
         outer_facts = getattr(_kept, "facts", None)
         _kept.tables = {} if outer is None else outer
@@ -259,7 +258,8 @@ def _partition_rows(table, uri: str, schema, column: str, values):
 
 def _per_version(uri: str, fact, read):
     """`read(table)` of the table's latest version, remembered per version within kept_open: a silver cycle asks a
-    table of a day of history for its transactions and layout a dozen times, 10 ms each, between two of its commits."""
+    table for its transactions and layout a dozen times between two of its commits, and on a table with a day of
+    history each answer walks its snapshot (docs/architecture.md, "Running for days")."""
     table = _open(uri)
     memo = getattr(_kept, "facts", None)
     if getattr(_kept, "tables", None) is None or memo is None:

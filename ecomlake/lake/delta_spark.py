@@ -137,8 +137,8 @@ class DeltaSparkEngine(LakeEngine):
         check = "spark.databricks.delta.retentionDurationCheck.enabled"
         confs, previous = {check: "false"}, {check: self.spark.conf.get(check, "true")}
         # Delta lists the table in `parallelPartitionDiscovery.parallelism` tasks (Spark's default: 10000), twice
-        # here (DRY RUN, then VACUUM): 90 s of empty tasks for a 4-file table on local[2]. Unless the Spark conf sets
-        # it, list with the cluster's own parallelism (8 s there).
+        # here (DRY RUN, then VACUUM): on local[2], a small table's vacuum was almost all empty tasks. Unless the Spark
+        # conf sets it, list with the cluster's own parallelism (docs/benchmarks.md#design-measurements).
         if not self.spark.sparkContext.getConf().contains(LISTING_PARALLELISM):
             confs[LISTING_PARALLELISM] = str(self.spark.sparkContext.defaultParallelism)
             previous[LISTING_PARALLELISM] = self.spark.conf.get(LISTING_PARALLELISM)

@@ -2,8 +2,8 @@
 this Python process), as cores busy on average. Read from /proc, so Linux only; elsewhere the figures are left out.
 
 On a 2-core laptop every part takes from the same two cores, so these tell which part to make cheaper: a
-latency run at 1,000 events/s showed the embedded broker at over half a core and rising (see
-generator.publish.producer_config).
+latency run at 1,000 events/s showed the embedded broker's share large and rising (see
+generator.publish.producer_config; docs/benchmarks.md#design-measurements).
 """
 
 from __future__ import annotations
