@@ -122,11 +122,12 @@ class DeltaSparkEngine(LakeEngine):
         table = DeltaTable.forPath(self.spark, uri)
         compaction = table.optimize()
         if recent is not None:
-            newest = table.toDF().agg(F.max(PUBLISHED_MINUTE)).first()[0]  # partition values only: no file is read
-            if newest is None:
+            # Partition values only (no file is read), formatted in the session's time zone, which reads the literal.
+            oldest = F.max(PUBLISHED_MINUTE) - F.expr(f"INTERVAL {int(recent.total_seconds())} SECONDS")
+            since = table.toDF().agg(F.date_format(oldest, "yyyy-MM-dd HH:mm:ss")).first()[0]
+            if since is None:
                 return {"files_removed": 0, "files_added": 0}
-            compaction = compaction.where(
-                f"{PUBLISHED_MINUTE} >= TIMESTAMP '{(newest - recent).astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}'")
+            compaction = compaction.where(f"{PUBLISHED_MINUTE} >= TIMESTAMP '{since}'")
         metrics = compaction.executeCompaction().select("metrics").first()[0]
         return {"files_removed": int(metrics["numFilesRemoved"]), "files_added": int(metrics["numFilesAdded"])}
 
