@@ -203,12 +203,17 @@ def build(settings: Settings, full_refresh: bool = False, tests: bool = True, qu
         command += ["--exclude", *excluded]
     with single_writer(settings.lakehouse_uri, "gold"):
         require_silver(settings)
-        move_order_state_out_of_warehouse(settings)
+        if settings.warehouse_path not in _STATE_CHECKED:  # a warehouse gives its order state up once
+            move_order_state_out_of_warehouse(settings)
+            _STATE_CHECKED.add(settings.warehouse_path)
         result = invoke(settings, command, quiet=quiet, manifest=manifest)
         if result.success:
             publish_read_snapshot(settings)
     _check(result)
     return result
+
+
+_STATE_CHECKED: set[str] = set()
 
 
 def move_order_state_out_of_warehouse(settings: Settings) -> bool:

@@ -68,8 +68,8 @@ def compact_silver(lake: "LakeEngine", settings: "Settings") -> dict[str, dict]:
 
     A table laid out by published_minute gets its new files in the minutes of now (a cycle's rows were published in
     the last seconds; a merge rewrites an older minute's file in place of the old one), so only its newest
-    COMPACT_RECENT of minutes is compacted: compacting a whole table with a day of history reads the entries of its 1,440
-    minutes' files, every fifth cycle. `ecomlake maintain` compacts whole tables."""
+    COMPACT_RECENT of minutes is compacted: compacting a whole table with a day of history reads the entries of its
+    1,440 minutes' files, every fifth cycle. `ecomlake maintain` compacts whole tables."""
     return {t.name: lake.optimize(uri, recent=COMPACT_RECENT if lake.partition_columns(uri) == [PUBLISHED_MINUTE]
                                   else None)
             for t in in_layer("silver") if lake.exists(uri := t.uri(settings))}

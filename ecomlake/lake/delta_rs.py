@@ -261,8 +261,8 @@ def _per_version(uri: str, fact, read):
     table for its transactions and layout a dozen times between two of its commits, and on a table with a day of
     history each answer walks its snapshot (docs/architecture.md, "Running for days")."""
     table = _open(uri)
-    memo = getattr(_kept, "facts", None)
-    if getattr(_kept, "tables", None) is None or memo is None:
+    memo = getattr(_kept, "facts", None)  # set with the kept tables, in kept_open
+    if memo is None:
         return read(table)
     key = (table.table_uri, table.version(), fact)
     if key not in memo:
