@@ -17,11 +17,13 @@ import pytest
 from deltalake import DeltaTable
 
 from batch.silver.jobs import run_silver
+from batch.silver.order_minutes import OrderMinutes
 from batch.silver.service import SilverService
 from conftest import REPO, cli_env
 from ecomlake import tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake import get_engine
+from ecomlake.lake.delta_rs import DeltaRsEngine
 from gold.build import run_gold
 from gold.build_process import BuildProcess
 from gold.service import GoldService
@@ -210,6 +212,11 @@ def test_silver_continuous_command_cycles_on_new_bronze_and_stops_cleanly_on_sig
     assert proc.returncode == 0, "".join(lines) + rest
     assert "stopped after 1 cycles" in rest and "Traceback" not in "".join(lines) + rest
     assert DeltaTable(tables.ORDER_PAYMENTS_ENRICHED.uri(settings)).to_pyarrow_table().num_rows == 2
+    assert "order index of" in rest and "saved in" in rest, rest
+    restarted = OrderMinutes(settings)
+    restarted.follow(DeltaRsEngine(None, settings))
+    assert restarted.loaded, "the next process starts from the index the service saved when it stopped"
+    assert restarted.ranges(pa.array(["o1", "o2", "none"]))[0].tolist() == [True, True, False]
 
 
 def test_silver_service_compacts_every_nth_cycle_and_reads_no_row_twice(spark, settings, tmp_path):

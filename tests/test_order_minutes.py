@@ -65,3 +65,46 @@ def test_a_table_replaced_at_the_same_place_is_read_again(tmp_path):
     write(settings, ORDER_EVENTS, [("z", 5)])  # a new lake at the same place: version 0 again
     index.follow(lake)
     assert minutes(index, "a", "b", "z") == {"z": (5, 5)}
+
+
+@pytest.mark.parametrize("merge_at", [1, 10**9], ids=["merged", "kept-aside"])
+def test_a_new_process_starts_from_the_saved_index_and_follows_the_commits_since(tmp_path, monkeypatch, merge_at):
+    monkeypatch.setattr(order_minutes, "MERGE_AT", merge_at)
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
+    lake = DeltaRsEngine(None, settings)
+    write(settings, ORDER_EVENTS, [("a", 0), ("b", 1)])
+    write(settings, PAYMENTS_CLEAN, [("a", 2)])
+    first = OrderMinutes(settings)
+    first.follow(lake)
+    first.follow(lake)
+    assert first.save() == (2 if merge_at == 1 else 3), "every order, in the sorted part and those kept aside"
+
+    write(settings, ORDER_EVENTS, [("b", 4), ("c", 5)])  # committed while no process followed
+    restarted = OrderMinutes(settings)
+    restarted.follow(lake)
+    assert restarted.loaded
+    assert minutes(restarted, "a", "b", "c", "new") == {"a": (0, 2), "b": (1, 4), "c": (5, 5)}
+
+
+def test_a_save_that_does_not_match_the_tables_is_ignored(tmp_path):
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
+    lake = DeltaRsEngine(None, settings)
+    write(settings, ORDER_EVENTS, [("a", 0)])
+    write(settings, PAYMENTS_CLEAN, [("a", 1)])
+    saved = OrderMinutes(settings)
+    saved.follow(lake)
+    saved.save()
+
+    shutil.rmtree(ORDER_EVENTS.uri(settings))
+    write(settings, ORDER_EVENTS, [("z", 5)])  # another table at the same place
+    replaced = OrderMinutes(settings)
+    replaced.follow(lake)
+    assert not replaced.loaded
+    assert minutes(replaced, "a", "z") == {"a": (1, 1), "z": (5, 5)}
+
+    with open(saved.saved_uri, "wb") as damaged:
+        damaged.write(b"not an Arrow file")
+    unreadable = OrderMinutes(settings)
+    unreadable.follow(lake)
+    assert not unreadable.loaded
+    assert minutes(unreadable, "a", "z") == {"a": (1, 1), "z": (5, 5)}

@@ -9,14 +9,23 @@ up an order in those minutes only, and not at all when the order is new (most of
 
 It is derived data, never a second truth: it follows the two tables' Delta logs (the files each data commit added,
 whoever wrote it: the one-pass cycle, the jobs, a backfill) and is rebuilt from the tables when it cannot follow
-(a new process, a log it cannot read). Held in numpy as sorted 64-bit hashes of the ids with two 32-bit minutes,
+(a log it cannot read, a table replaced). Held in numpy as sorted 64-bit hashes of the ids with two 32-bit minutes,
 16 bytes an order; a hash shared by two orders only widens their range, which costs a read, never a row.
+
+The continuous service saves it now and then (`save`, an Arrow file under the lake's _checkpoints with the table
+versions it covers), so a new process loads it and follows the logs from those versions instead of reading every
+file of a day's history again. A save that does not match the tables (another table id, a version the table has not
+reached, a DuckDB whose hash differs, an unreadable file) is ignored and the index is rebuilt.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import posixpath
 import threading
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -34,6 +43,9 @@ if TYPE_CHECKING:
     from ecomlake.settings import Settings
 
 MERGE_AT = 200_000  # orders kept aside (unsorted into the main arrays) before they are merged in
+SAVED_FORMAT = 1
+_SAVED_KEY = b"ecomlake.order_minutes"
+log = logging.getLogger("ecomlake.silver")
 _by_lake: dict[str, "OrderMinutes"] = {}
 _lock = threading.Lock()
 
@@ -82,6 +94,13 @@ def hashes(order_ids) -> "np.ndarray":
         con.unregister("ids")
 
 
+def _hash_version() -> str:
+    """Saved hashes are DuckDB's: another DuckDB version may hash otherwise."""
+    import duckdb
+
+    return f"duckdb {duckdb.__version__}"
+
+
 _local = threading.local()
 
 
@@ -98,6 +117,9 @@ class OrderMinutes:
         import numpy as np
 
         self.uris = (ORDER_EVENTS.uri(settings), PAYMENTS_CLEAN.uri(settings))
+        self.saved_uri = f"{settings.checkpoint_uri('silver_order_index')}/order_minutes.arrow"
+        self.loaded = False  # True when the index started from a save rather than from the tables
+        self._tried_saved = False
         self.keys = np.empty(0, np.uint64)
         self.lo = np.empty(0, np.int32)
         self.hi = np.empty(0, np.int32)
@@ -116,7 +138,10 @@ class OrderMinutes:
         with self.lock:
             try:
                 self._follow(lake)
-            except (OSError, EcomlakeError):
+            except (OSError, EcomlakeError) as err:
+                if self.loaded:
+                    log.info("silver: the saved order index does not match the tables (%s); rebuilding it",
+                             str(err).splitlines()[0] if str(err) else type(err).__name__)
                 self._reset()
                 self._follow(lake)
             except CannotFollow:
@@ -124,6 +149,9 @@ class OrderMinutes:
                 raise
 
     def _follow(self, lake: "LakeEngine") -> None:
+        if not self._tried_saved:
+            self._tried_saved = True
+            self._load()
         for uri in self.uris:
             version = lake.version(uri)
             if version is None:
@@ -142,7 +170,62 @@ class OrderMinutes:
         import numpy as np
 
         self.keys, self.lo, self.hi = np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int32)
-        self.aside, self.synced = [], {}
+        self.aside, self.synced, self.loaded = [], {}, False
+
+    # --- saving and loading -----------------------------------------------------------------------------------
+    def save(self) -> int | None:
+        """Writes the index and the table versions it covers to `saved_uri`, whole or not at all (a new file moved
+        over the old); the number of orders saved, None when the index has not followed the tables yet."""
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        with self.lock:  # the arrays are replaced, never changed in place: holding them is a consistent snapshot
+            if set(self.synced) != set(self.uris):
+                return None
+            parts = [(self.keys, self.lo, self.hi), *self.aside]
+            state = {"format": SAVED_FORMAT, "hash": _hash_version(), "synced": self.synced}
+        schema = pa.schema([("key", pa.uint64()), ("lo", pa.int32()), ("hi", pa.int32())],
+                           metadata={_SAVED_KEY: json.dumps(state).encode()})
+        filesystem, path = resolve(self.saved_uri)
+        filesystem.create_dir(posixpath.dirname(path), recursive=True)
+        partial = f"{path}.{os.getpid()}.partial"
+        with filesystem.open_output_stream(partial) as out, ipc.new_file(out, schema) as writer:
+            for keys, lo, hi in parts:  # the first part sorted, the others as kept aside
+                writer.write_batch(pa.record_batch([keys, lo, hi], schema=schema))
+        filesystem.move(partial, path)
+        return sum(len(keys) for keys, _, _ in parts)
+
+    def _load(self) -> None:
+        """Starts from the save when it matches these tables' names, format and hash; _follow then checks the
+        table ids and versions and reads only the commits since."""
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        started = time.perf_counter()
+        filesystem, path = resolve(self.saved_uri)
+        try:
+            with filesystem.open_input_file(path) as source:
+                reader = ipc.open_file(source)
+                state = json.loads(reader.schema.metadata[_SAVED_KEY])
+                if state.get("format") != SAVED_FORMAT or state.get("hash") != _hash_version() \
+                        or set(state.get("synced", {})) != set(self.uris):
+                    log.info("silver: the saved order index %s is of another lake or version; rebuilding it", path)
+                    return
+                parts = [tuple(reader.get_batch(i).column(c).to_numpy() for c in range(3))
+                         for i in range(reader.num_record_batches)]
+        except FileNotFoundError:
+            return
+        except (OSError, KeyError, ValueError, TypeError, pa.ArrowException) as err:
+            log.info("silver: the saved order index %s cannot be read (%s); rebuilding it", path,
+                     str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return
+        if not parts:
+            return
+        (self.keys, self.lo, self.hi), self.aside = parts[0], list(parts[1:])
+        self.synced = {uri: (identity, int(version)) for uri, (identity, version) in state["synced"].items()}
+        self.loaded = True
+        log.info("silver: order index of %s orders loaded from %s in %.1f s", f"{len(self):,}", path,
+                 time.perf_counter() - started)
 
     def _add_all(self, lake: "LakeEngine", uri: str) -> None:
         import numpy as np
@@ -153,12 +236,18 @@ class OrderMinutes:
             raise CannotFollow(f"{uri} is not partitioned by {PUBLISHED_MINUTE}")
         filesystem, _ = resolve(uri)
         ids, minutes = [], []
-        for path, value in lake.partition_files(uri, PUBLISHED_MINUTE):
+        files, started = lake.partition_files(uri, PUBLISHED_MINUTE), time.perf_counter()
+        if len(files) >= 100:
+            log.info("silver: building the order index from the %d files of %s ...", len(files), uri)
+        for path, value in files:
             column = pq.read_table(path, columns=["order_id"], filesystem=filesystem)["order_id"]
             ids.extend(column.chunks)
             minutes.append(np.full(len(column), int(value.timestamp() // 60), np.int32))
         if ids:
             self._add(pa.chunked_array([c.cast(pa.string()) for c in ids], pa.string()), np.concatenate(minutes))
+        if len(files) >= 100:
+            log.info("silver: order index: %s rows of %s read in %.1f s", f"{sum(len(m) for m in minutes):,}", uri,
+                     time.perf_counter() - started)
 
     def _add_files(self, uri: str, adds: list[dict]) -> None:
         import numpy as np

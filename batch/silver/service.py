@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ecomlake.settings import Settings
 
 log = logging.getLogger("ecomlake.silver")
+ORDER_INDEX_SAVE_S = 300.0  # a new process loads the order index saved at most this long ago, then follows the logs
 
 
 @dataclass
@@ -62,6 +63,8 @@ class SilverService:
         self.cycles: list[SilverCycle] = []
         self.rows_read = 0
         self._seen: tuple | None = None
+        self._index_saved_at = time.monotonic()
+        self._index_saving: threading.Thread | None = None
 
     def bronze_versions(self) -> tuple:
         """From a listing of the Delta logs: no Spark job and no log replay, whatever the engine."""
@@ -99,13 +102,44 @@ class SilverService:
         self.cycles.append(done)
         if self.on_cycle:
             self.on_cycle(done, figures)
+        if time.monotonic() - self._index_saved_at >= ORDER_INDEX_SAVE_S:
+            self.save_order_index()
         return done
+
+    def save_order_index(self, wait: bool = False) -> None:
+        """Saves silver's order index (batch/silver/order_minutes.py) in a thread of its own, so a restart reads the
+        commits since instead of a day of files; `wait` for it (at the end of the service)."""
+        from batch.silver import order_minutes
+
+        if self._index_saving is not None and self._index_saving.is_alive():
+            if not wait:
+                return
+            self._index_saving.join()
+        index = order_minutes.for_lake(self.settings)
+
+        def save() -> None:
+            started = time.perf_counter()
+            try:
+                saved = index.save()
+            except Exception as err:  # derived data: a failed save costs the next process a rebuild, nothing else
+                log.warning("silver: could not save the order index to %s: %s", index.saved_uri,
+                            str(err).splitlines()[0] if str(err) else type(err).__name__)
+                return
+            if saved is not None:
+                log.info("silver: order index of %s orders saved in %.1f s", f"{saved:,}", time.perf_counter() - started)
+
+        self._index_saved_at = time.monotonic()
+        self._index_saving = threading.Thread(target=save, name="ecomlake-silver-index-save", daemon=True)
+        self._index_saving.start()
+        if wait:
+            self._index_saving.join()
 
     def run(self) -> None:
         with self.lake.kept_open():
             while not self.stop.is_set():
                 if self.cycle() is None:
                     self.stop.wait(self.poll_s)
+        self.save_order_index(wait=True)
 
 
 def serve(spark: "SparkSession", settings: "Settings") -> int:
