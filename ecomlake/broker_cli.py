@@ -16,6 +16,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("action", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)
     settings = load()
+    state: broker.BrokerState | None
     if args.action == "start":
         state, started = broker.start(settings)
         verb = "started" if started else "already running"

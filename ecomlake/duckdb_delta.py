@@ -19,6 +19,7 @@ Also a dbt-duckdb plugin (`plugins: [{module: ecomlake.duckdb_delta}]` in dbt/pr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake.fs import DEFAULT_REGION, is_s3
@@ -44,6 +45,8 @@ def packaged_extension_file(extension: str = EXTENSION) -> Path:
         module = importlib.import_module(package)
     except ImportError:
         raise EcomlakeError(f"the PyPI package {pip_name} is not installed (pip install -e .)") from None
+    if module.__file__ is None:  # a namespace package of that name, not the installed one
+        raise EcomlakeError(f"the PyPI package {pip_name} is not installed (pip install -e .)")
     version = duckdb.__version__
     path = Path(module.__file__).parent / "extensions" / f"v{version}" / f"{extension}.duckdb_extension"
     if not path.is_file():
@@ -99,7 +102,7 @@ def connect(database: str = ":memory:", extension_dir: str | None = None, read_o
     also tables on S3 (see configure_s3)."""
     import duckdb
 
-    config = dict(OFFLINE_CONFIG)
+    config: dict[str, Any] = dict(OFFLINE_CONFIG)
     if extension_dir:
         Path(extension_dir).mkdir(parents=True, exist_ok=True)
         config["extension_directory"] = extension_dir
@@ -116,7 +119,7 @@ except ImportError:  # dbt-duckdb absent: the helpers above still work
     BasePlugin = object  # type: ignore[misc,assignment]
 
 
-class Plugin(BasePlugin):  # type: ignore[misc,valid-type]
+class Plugin(BasePlugin):
     """dbt-duckdb plugin: offline config on connect, then the delta extension loaded explicitly."""
 
     def update_connection_config(self, creds, config) -> None:

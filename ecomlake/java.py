@@ -40,8 +40,9 @@ def _major_version(java_bin: Path) -> int | None:
 
 def _system_candidates() -> list[tuple[Path, str]]:
     found = []
-    if java_home():
-        found.append((Path(java_home()), "JAVA_HOME"))
+    home = java_home()
+    if home:
+        found.append((Path(home), "JAVA_HOME"))
     on_path = shutil.which("java")
     if on_path:
         found.append((Path(on_path).resolve().parent.parent, "PATH"))

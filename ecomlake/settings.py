@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 from ecomlake.errors import ConfigError
 
@@ -172,6 +172,8 @@ _C = TypeVar("_C", bound="_FromEnv")
 
 class _FromEnv:
     """`from_env` for a dataclass whose fields are `Var.field()`s: each field reads its own variable."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # each subclass is a @dataclass
 
     @classmethod
     def from_env(cls: type[_C], env: Mapping[str, str] | None = None) -> _C:

@@ -179,8 +179,9 @@ def builder_config(settings: Settings) -> dict[str, str]:
         # Credentials: the AWS_* variables through s3a's default provider chain (as the compose services have them).
         conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
         conf["spark.hadoop.fs.s3.impl"] = "org.apache.hadoop.fs.s3a.S3AFileSystem"  # s3:// lakes are s3a to Hadoop
-        if aws_region():
-            conf["spark.hadoop.fs.s3a.endpoint.region"] = aws_region()
+        region = aws_region()
+        if region:
+            conf["spark.hadoop.fs.s3a.endpoint.region"] = region
         endpoint = s3_endpoint()
         if endpoint:
             conf["spark.hadoop.fs.s3a.endpoint"] = endpoint

@@ -10,6 +10,7 @@ import os
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from ecomlake.contract import FX_TO_USD
 from generator.events import DUPLICATE, QUARANTINE_KINDS, Record, iso_ms
@@ -25,7 +26,8 @@ class Manifest:
         }
         self.topics = topics
         self.sent = 0
-        self.per_topic = {t: {"sent": 0, "kinds": Counter(), "reasons": Counter(), "digest": 0} for t in topics}
+        self.per_topic: dict[str, dict[str, Any]] = {
+            t: {"sent": 0, "kinds": Counter(), "reasons": Counter(), "digest": 0} for t in topics}
         self.kinds: Counter = Counter()
         self.orders: dict[str, tuple[int, str, str, int]] = {}  # order_id -> latest (ts_ms, status, currency, cents)
         self.paid_cents: Counter = Counter()  # order_id -> captured - refunded, in the order's currency

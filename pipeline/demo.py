@@ -43,11 +43,13 @@ def _services(spark, settings: Settings, state: DemoState, poll_s: float):
     from gold.build_process import BuildProcess
     from gold.service import GoldService
 
+    silver_done = threading.Event()  # gold builds once per silver cycle
+
     def on_silver_cycle(cycle, figures) -> None:
         state.silver_s, state.silver_jobs = cycle.seconds, cycle.spark_jobs
         state.silver_cycles.append(cycle.as_dict())
         state.latency.silver_cycle_ended(cycle.finished_at)
-        gold.silver_done.set()
+        silver_done.set()
 
     probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latency-probe")
     enriched_uri = ORDER_PAYMENTS_ENRICHED.uri(settings)
@@ -59,15 +61,15 @@ def _services(spark, settings: Settings, state: DemoState, poll_s: float):
     def on_gold_build(cycle, result, pending: Future) -> None:
         state.gold_s, state.gold_status = cycle.seconds, result["status"]
         state.gold_builds.append(cycle.as_dict())
-        pending = pending.result()
+        snapshot = pending.result()
         if result["status"] == "ok" and cycle.sales_visible_at is not None:
-            state.latency.visible(pending, cycle.sales_visible_at, settings)
+            state.latency.visible(snapshot, cycle.sales_visible_at, settings)
             write_latency(settings, state.latency.figures())
             state.cycles += 1
 
     gold = GoldService(settings, poll_s=poll_s, before_build=before_gold_build,
                        after_build=on_gold_build, build_process=BuildProcess(settings))
-    gold.silver_done = threading.Event()
+    gold.silver_done = silver_done
     silver = SilverService(spark, settings, poll_s=poll_s, on_cycle=on_silver_cycle)
     return silver, gold
 

@@ -74,6 +74,7 @@ def _publish(settings: Settings, seconds: float, rate: float, scenario: str, see
 
     reporter = threading.Thread(target=report, daemon=True)
     reporter.start()
+    outcome: tuple[object, BaseException | None]
     try:
         outcome = (generate(settings, duration_s=seconds, rate=rate, scenario=scenario, seed=seed, stop=stop,
                             live=live), None)
@@ -112,6 +113,7 @@ class _Dashboard:
             except OSError:
                 time.sleep(0.2)
         if self.proc.poll() is not None:
+            assert self.proc.stderr is not None  # stderr=PIPE
             error = (self.proc.stderr.read().strip().splitlines() or ["exited"])[-1]
             print(f"dashboard: not started ({error}); the demo goes on without it", flush=True)
             self.proc = None

@@ -55,6 +55,8 @@ def read_records(bootstrap: str, topics: Iterable[str],
     (the end a fetch response carries, which is the real one on Tansu too). Assign-only: no group is joined."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+    from streaming.kafka_client import position_of
+
     topics = list(topics)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "ecomlake-soak-tally", "enable.auto.commit": False,
                          "enable.partition.eof": True, "auto.offset.reset": "earliest", "log_level": 0})
@@ -72,10 +74,11 @@ def read_records(bootstrap: str, topics: Iterable[str],
                                     + ", ".join(f"{t}/{p}" for t, p in sorted(pending)))
             for msg in consumer.consume(num_messages=10_000, timeout=0.5):
                 err = msg.error()
+                tp, _ = position_of(msg)
                 if err is None:
-                    yield msg.topic(), msg.value()
+                    yield tp[0], msg.value()
                 elif err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((msg.topic(), msg.partition()))
+                    pending.discard(tp)
                 elif not err.retriable():
                     raise EcomlakeError(f"reading Kafka at {bootstrap}: {err.str()}")
     finally:

@@ -253,6 +253,7 @@ class Windows:
             self._dirty.add(key)
 
     def _keys(self, published: float) -> list[tuple[int, int]]:
+        assert self.origin is not None  # set by the first add, and only added orders have keys
         offset = max(0.0, published - self.origin)
         return [(width, int(offset // width)) for width in self.widths_s]
 

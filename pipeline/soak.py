@@ -79,7 +79,8 @@ def reconcile(settings: Settings, manifest: dict) -> dict[str, tuple]:
                        (tables.QUARANTINE, "quarantine_rows")):
         checks[f"{table.qualified} rows"] = (len(DeltaTable(table.uri(settings)).to_pyarrow_table()), expected[key])
     with duckdb.connect(settings.warehouse_path, read_only=True) as con:
-        gmv, paid = con.execute("select sum(gmv), sum(paid_orders) from gold.fct_sales_minute").fetchone()
+        row = con.execute("select sum(gmv), sum(paid_orders) from gold.fct_sales_minute").fetchone()
+    gmv, paid = row or (None, None)  # a sum answers one row, of NULLs on no rows
     checks["gold paid orders"] = (int(paid or 0), expected["fully_paid_orders"])
     checks["gold GMV (USD, to the cent)"] = (Decimal(gmv or 0).quantize(Decimal("0.01")),
                                             Decimal(expected["gmv_usd_exact"]).quantize(Decimal("0.01")))

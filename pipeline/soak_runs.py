@@ -47,7 +47,8 @@ def kill_plan(victims: list[str], seconds: float, kill_every: float, rng: random
         return []
     order = list(victims)
     rng.shuffle(order)
-    plan, at = [], first_after_s
+    plan: list[tuple[float, str]] = []
+    at = first_after_s
     while True:
         at += kill_every * rng.uniform(0.5, 1.5)
         if at >= seconds:
@@ -126,7 +127,11 @@ class Component:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._running() is not None
+
+    def _running(self) -> subprocess.Popen | None:
+        """The process of the current run while it runs."""
+        return self.proc if self.proc is not None and self.proc.poll() is None else None
 
     def start(self) -> None:
         self.log.flush()
@@ -138,6 +143,7 @@ class Component:
         self.restart_at = None
 
     def _ended(self, killed_by_soak: bool = False, stopping: bool = False) -> None:
+        assert self.proc is not None  # a run that ended was started
         run = self.runs[-1]
         run.ended_s, run.exit_code = round(self.clock() - self.started, 1), self.proc.returncode
         run.outcome = outcome_of(run.exit_code, killed_by_soak, stopping)
@@ -157,22 +163,24 @@ class Component:
 
     def kill(self) -> bool:
         """kill -9 the running process and start it again; False when nothing was running."""
-        if not self.running:
+        proc = self._running()
+        if proc is None:
             return False
-        self.proc.kill()
-        self.proc.wait()
+        proc.kill()
+        proc.wait()
         self._ended(killed_by_soak=True)
         self.start()
         return True
 
     def stop(self, timeout_s: float = 60.0) -> None:
         self.restart_at = None
-        if self.running:
-            self.proc.send_signal(signal.SIGINT)
+        proc = self._running()
+        if proc is not None:
+            proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=timeout_s)
+                proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
             self._ended(stopping=True)
         self.log.close()

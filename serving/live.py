@@ -143,7 +143,8 @@ def create_app(settings: Settings, refresh_s: float = REFRESH_SECONDS, reader: S
     from flask import jsonify
 
     reader = reader or SummaryReader(settings)
-    app = Dash(__name__, title="ecomlake live", update_title=None, serve_locally=True)
+    # None keeps the tab's title while callbacks run: Dash documents it, and annotates the parameter str.
+    app = Dash(__name__, title="ecomlake live", update_title=None, serve_locally=True)  # type: ignore[arg-type]
 
     @app.server.route("/api/summary")
     def api_summary():

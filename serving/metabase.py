@@ -267,7 +267,7 @@ def ensure_dashboard(client: MetabaseClient, card_ids: dict[str, int]) -> tuple[
     """Dashboard id, whether it was created, whether its cards were (re)laid out."""
     dashboard = _find(_items(client.call("GET", "/api/dashboard/")), DASHBOARD_NAME)
     created = dashboard is None
-    if created:
+    if dashboard is None:
         dashboard = client.call("POST", "/api/dashboard", {
             "name": DASHBOARD_NAME, "description": DASHBOARD_DESCRIPTION, "collection_id": None})
     dashboard_id = dashboard["id"]

@@ -20,6 +20,8 @@ from streaming.query_errors import BatchFailed, batch_failure
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from ecomlake.lake.base import LakeEngine
+
 log = logging.getLogger("ecomlake.bronze")
 
 
@@ -39,8 +41,15 @@ class LagMonitor:
     generator's last 50 ms (generator.publish.producer_config)."""
 
     def __init__(self, view: BrokerView):
-        self.view = view
+        self.view: BrokerView | None = view  # None once closed
         self.lock = threading.Lock()
+
+    @property
+    def open_view(self) -> BrokerView:
+        """The view, for the checks and snapshots taken before the monitor is closed."""
+        if self.view is None:
+            raise EcomlakeError("the broker view is already closed")
+        return self.view
 
     def lag(self, processed: dict[tuple[str, int], int]) -> int | None:
         if not processed or self.view is None:
@@ -64,8 +73,8 @@ class LagMonitor:
 
     def snapshot(self, topic: str) -> dict[tuple[str, int], int]:
         with self.lock:
-            tps, _ = self.view.partitions([topic])
-            return self.view.latest(tps)
+            tps, _ = self.open_view.partitions([topic])
+            return self.open_view.latest(tps)
 
 
 @dataclass
@@ -73,7 +82,7 @@ class BatchWriter:
     """foreachBatch sink: one idempotent Delta append per micro-batch, one log line per batch."""
 
     bronze: BronzeTable
-    engine: object
+    engine: LakeEngine
     monitor: "LagMonitor"
     stats: QueryStats = field(default_factory=QueryStats)
     _app_id: str | None = None

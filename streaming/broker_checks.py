@@ -68,13 +68,13 @@ def check_same_broker(settings: Settings, bronze: BronzeTable, engine, monitor: 
         return
     last = {tp: offset - 1 for tp, offset in flatten(committed[1]).items() if offset > 0}
     with monitor.lock:
-        earliest = monitor.view.earliest(list(last))
-        ends = monitor.view.latest(list(last))
+        earliest = monitor.open_view.earliest(list(last))
+        ends = monitor.open_view.latest(list(last))
         for tp, offset in last.items():
             if ends[tp] <= offset:
                 raise EcomlakeError(lost_data(tp, ends[tp], offset + 1, bronze.checkpoint))
         checkable = {tp: offset for tp, offset in last.items() if earliest[tp] <= offset}
-        on_broker = records_at(monitor.view, checkable)
+        on_broker = records_at(monitor.open_view, checkable)
     if not checkable:
         return
     from pyspark.sql import functions as F

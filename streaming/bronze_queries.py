@@ -157,7 +157,7 @@ def _run_available_now(spark: "SparkSession", settings: Settings, max_offsets: i
                        connect_timeout_s: float, poll_s: float) -> dict:
     started = time.monotonic()
     monitor, engine = _prepare(spark, settings, connect_timeout_s)
-    running: list[tuple["StreamingQuery", BatchWriter, dict | None]] = []
+    running: list[tuple["StreamingQuery | None", BatchWriter, dict | None]] = []
     for bronze in bronze_tables(settings):
         check_same_broker(settings, bronze, engine, monitor)
     for bronze in bronze_tables(settings):
@@ -173,7 +173,7 @@ def _run_available_now(spark: "SparkSession", settings: Settings, max_offsets: i
         query, writer = _start_query(spark, settings, bronze, engine, monitor, None, max_offsets, ending=target)
         running.append((query, writer, target))
     try:
-        pending = [r for r in running if r[0] is not None]
+        pending = [(query, writer, target) for query, writer, target in running if query is not None]
         while pending:
             for query, writer, target in list(pending):
                 if not query.isActive:

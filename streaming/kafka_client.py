@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping, cast
 
 from streaming.offsets import KafkaSourceError
 
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
 log = logging.getLogger("ecomlake.kafka_source")
+
+
+def position_of(msg: Message) -> tuple[tuple[str, int], int]:
+    """((topic, partition), offset) of a consumed record or end-of-partition event. confluent-kafka types them
+    Optional for the errors of no partition (a broker down), which carry none and which callers tell by error()."""
+    return (cast(str, msg.topic()), cast(int, msg.partition())), cast(int, msg.offset())
 
 
 def consumer_config(bootstrap: str, extra: Mapping[str, str] | None = None, **overrides) -> dict:
@@ -47,7 +56,8 @@ class BrokerView:
     def partitions(self, topics: list[str]) -> tuple[list[tuple[str, int]], list[str]]:
         """(topic, partition) pairs of the topics that exist, and the names of those that do not."""
         meta = self.consumer.list_topics(timeout=self.timeout_s)
-        found, missing = [], []
+        found: list[tuple[str, int]] = []
+        missing: list[str] = []
         for topic in topics:
             tm = meta.topics.get(topic)
             if tm is None or tm.error is not None:
@@ -91,13 +101,13 @@ class BrokerView:
         try:
             while pending and time.monotonic() < deadline:
                 for msg in self.consumer.consume(num_messages=10_000, timeout=0.05):
-                    tp = (msg.topic(), msg.partition())
+                    tp, offset = position_of(msg)
                     err = msg.error()
                     if err is None:
-                        ends[tp] = max(ends[tp], msg.offset() + 1)
+                        ends[tp] = max(ends[tp], offset + 1)
                         fetched.add(tp)
                     elif err.code() == KafkaError._PARTITION_EOF:
-                        ends[tp] = max(ends[tp], msg.offset())
+                        ends[tp] = max(ends[tp], offset)
                     elif not err.retriable():
                         raise KafkaSourceError(f"probing end offsets of {tp[0]}/{tp[1]}: {err.str()}")
                     else:
@@ -127,8 +137,8 @@ def records_at(view: "BrokerView", coordinates: dict[tuple[str, int], int]) -> d
     try:
         while len(found) < len(coordinates) and time.monotonic() < deadline:
             for msg in view.consumer.consume(num_messages=len(coordinates), timeout=0.1):
-                tp = (msg.topic(), msg.partition())
-                if msg.error() is None and coordinates.get(tp) == msg.offset() and tp not in found:
+                tp, offset = position_of(msg)
+                if msg.error() is None and coordinates.get(tp) == offset and tp not in found:
                     found[tp] = (msg.timestamp()[1], msg.value())
     finally:
         view.consumer.unassign()

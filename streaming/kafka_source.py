@@ -48,7 +48,7 @@ from typing import Iterator, Mapping
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 
 from streaming.checkpoint_log import batch_ids, checkpoint_offsets, read_text, write_text
-from streaming.kafka_client import BrokerView, consumer_config
+from streaming.kafka_client import BrokerView, consumer_config, position_of
 from streaming.offsets import (
     EARLIEST,
     LATEST,
@@ -95,11 +95,10 @@ class SourceOptions:
             if unsupported in opts:
                 raise KafkaSourceError(f"option {unsupported} is not supported by {SOURCE_NAME}; use subscribe")
         max_offsets = opts.get("maxoffsetspertrigger")
-        ending = opts.get("ecomlake.endingoffsets")
-        if ending is not None:
-            ending = parse_offsets_option("ecomlake.endingOffsets", ending)
-            if isinstance(ending, str):
-                raise KafkaSourceError("ecomlake.endingOffsets must be JSON offsets")
+        ending_option = opts.get("ecomlake.endingoffsets")
+        ending = None if ending_option is None else parse_offsets_option("ecomlake.endingOffsets", ending_option)
+        if isinstance(ending, str):
+            raise KafkaSourceError("ecomlake.endingOffsets must be JSON offsets")
         kafka_conf = {
             k[len("kafka."):]: v for k, v in opts.items()
             if k.startswith("kafka.") and k != "kafka.bootstrap.servers"
@@ -251,7 +250,8 @@ class KafkaStreamReader(DataSourceStreamReader):
         ranges = [(t, p, begin[(t, p)], e) for (t, p), e in sorted(stop.items()) if e > begin[(t, p)]]
         return [KafkaTask(group, self.opts.bootstrap, self.opts.read_timeout_s, conf) for group in plan_tasks(ranges)]
 
-    def read(self, partition: KafkaTask) -> Iterator:
+    # Spark hands back the partitions planned above: always KafkaTasks (its API types them InputPartition).
+    def read(self, partition: KafkaTask) -> Iterator:  # type: ignore[override]
         return read_task(partition)
 
     def commit(self, end: dict) -> None:
@@ -284,7 +284,13 @@ def read_task(task: KafkaTask) -> Iterator:
     pending = {tp for tp in end if next_offset[tp] < end[tp]}
     consumer = Consumer(consumer_config(task.bootstrap, dict(task.kafka_conf)))
     consumer.assign([TopicPartition(t, p, next_offset[(t, p)]) for t, p in pending])
-    keys, values, topics, partitions, offsets, stamps, types = [], [], [], [], [], [], []
+    keys: list[bytes | None] = []
+    values: list[bytes | None] = []
+    topics: list[str] = []
+    partitions: list[int] = []
+    offsets: list[int] = []
+    stamps: list[int | None] = []
+    types: list[int] = []
     columns = (keys, values, topics, partitions, offsets, stamps, types)
 
     def flush():
@@ -313,8 +319,7 @@ def read_task(task: KafkaTask) -> Iterator:
                     if err.code() == KafkaError._PARTITION_EOF or err.retriable():
                         continue
                     raise KafkaSourceError(f"reading {msg.topic()}/{msg.partition()}: {err.str()}")
-                tp = (msg.topic(), msg.partition())
-                offset = msg.offset()
+                tp, offset = position_of(msg)
                 if tp not in pending or offset < next_offset[tp]:
                     continue
                 if offset >= end[tp]:
