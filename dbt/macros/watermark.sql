@@ -3,9 +3,10 @@
   (var watermark_lookback_minutes). Rows with `column` greater than it are (re)processed.
   It is taken from the data itself, not from the clock of the run, so a silver commit that lands after a gold
   run but carries an older timestamp is still seen (the lookback covers commits that land out of order).
-  It is read before the model's query and written into it as a literal: a constant lets DuckDB's delta_scan and
-  Trino's Delta connector skip files by their statistics, and DuckDB skip row groups, where a value joined in at
-  run time makes them read every file of a day's history. none when `relation` holds no rows (process all).
+  It is read before the model's query and written into it as a literal: a constant lets Trino's Delta connector
+  skip files by their statistics and DuckDB skip row groups (its delta_scan opens every file: it passes no
+  timestamp filter to the Delta kernel, docs/architecture.md), where a value joined in at run time makes them read
+  every row of a day's history. none when `relation` holds no rows (process all).
   In a dbt unit test `relation` is a fixture CTE of the test's query, which a query of its own cannot read: there
   the same value is a scalar subquery.
 -#}
