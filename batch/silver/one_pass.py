@@ -24,6 +24,7 @@ silver table.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timezone
 from typing import TYPE_CHECKING, Sequence
 
@@ -87,6 +88,31 @@ def run(spark: "SparkSession", settings: "Settings", lake: "LakeEngine") -> dict
         db.close()
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """The rows look_up read before the cycle writes, of every order either increment names."""
+    events: "pa.Table"
+    payments: "pa.Table"
+    clean: "pa.Table"
+
+
+@dataclass(frozen=True)
+class _Events:
+    """write_events' sets of a job's increment: its `valid` rows (lazy); `new`, the first copy (in arrival order) of
+    each valid event_id silver does not hold yet; `conflicts`, the coordinates of valid copies unlike the kept one."""
+    valid: "duckdb.DuckDBPyRelation"
+    new: "pa.Table"
+    conflicts: "pa.Table"
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A job's rows as the cycle committed them (None without an increment): `added`, its new order_events or
+    payments_clean rows; `clean`, the orders_clean rows it merged (orders)."""
+    added: "pa.Table | None" = None
+    clean: "pa.Table | None" = None
+
+
 class _Cycle:
     def __init__(self, spark, settings, lake, db: "duckdb.DuckDBPyConnection"):
         self.spark, self.settings, self.lake, self.db = spark, settings, lake, db
@@ -94,7 +120,6 @@ class _Cycle:
                                                       ORDER_PAYMENTS_ENRICHED, QUARANTINE)}
         self.now = common.run_timestamp()
         self.schemas: dict = {}
-        self.written: set[str] = set()
         self.index = None
         db.execute("SET TimeZone = 'UTC'")
 
@@ -119,9 +144,11 @@ class _Cycle:
             if done is None or delta_log.added_files(uri[table.name], done, lake.version(uri[table.name])):
                 raise NotApplicable
         increments = self.increments({job: (targets[job][0], bronze[job], *span[job]) for job in span})
-        self.look_up(increments)
-        figures = {job: self.events_job(job, targets[job][0], increments[job], *span[job]) for job in span}
-        figures["enrich"] = self.enrich(enriched)
+        stored = self.look_up(increments)
+        figures, written = {}, {}
+        for job in span:
+            figures[job], written[job] = self.events_job(job, targets[job][0], increments[job], stored, *span[job])
+        figures["enrich"] = self.enrich(enriched, stored, written)
         return figures
 
     def increments(self, spans: dict) -> dict:
@@ -143,7 +170,7 @@ class _Cycle:
             futures = {job: pool.submit(in_thread, *span) for job, span in spans.items()}
             return {job: future.result() for job, future in futures.items()}
 
-    def look_up(self, increments: dict) -> None:
+    def look_up(self, increments: dict) -> _Stored:
         """The stored rows the cycle reads, in three scans before it writes: the order_events, payments_clean and
         orders_clean rows of every order either increment names (and the events by id, for the duplicates).
         Enrichment's inputs are these rows with the cycle's own writes laid over them, so it reads none of those
@@ -162,14 +189,11 @@ class _Cycle:
         self.index = self.order_index()
         if self.index is not None:
             held, minutes = self.index.minutes(order_ids)
-            for name, table in (("events_stored", ORDER_EVENTS), ("payments_stored", PAYMENTS_CLEAN),
-                                ("clean_stored", ORDERS_CLEAN)):
-                self.stored(name, table, {"order_id": held}, minutes)
-            return
-        self.stored("events_stored", ORDER_EVENTS, {"event_id": valid("orders", "event_id"), "order_id": order_ids})
-        self.stored("payments_stored", PAYMENTS_CLEAN,
-                    {"event_id": valid("payments", "event_id"), "order_id": order_ids})
-        self.stored("clean_stored", ORDERS_CLEAN, {"order_id": order_ids})
+            return _Stored(*(self.stored(table, {"order_id": held}, minutes)
+                             for table in (ORDER_EVENTS, PAYMENTS_CLEAN, ORDERS_CLEAN)))
+        return _Stored(self.stored(ORDER_EVENTS, {"event_id": valid("orders", "event_id"), "order_id": order_ids}),
+                       self.stored(PAYMENTS_CLEAN, {"event_id": valid("payments", "event_id"), "order_id": order_ids}),
+                       self.stored(ORDERS_CLEAN, {"order_id": order_ids}))
 
     def order_index(self):
         """The lake's order_minutes index, followed up to the tables' latest commits; None on a lake whose tables are
@@ -186,69 +210,63 @@ class _Cycle:
             return None
         return index
 
-    def events_job(self, job: str, module, increment: "pa.Table | None", start: int, end: int) -> common.JobStats:
+    def events_job(self, job: str, module, increment: "pa.Table | None", stored: _Stored, start: int, end: int
+                   ) -> tuple[common.JobStats, _Written]:
         """What run_increment does with the job's writers: the increment's events, the orders' fold, quarantine."""
         stats = common.JobStats(job)
         stats.source_from, stats.source_to = start, end
         if increment is None:
-            return stats.done(f"up to date (bronze v{end})")
+            return stats.done(f"up to date (bronze v{end})"), _Written()
         folds = module is orders
         table = ORDER_EVENTS if folds else PAYMENTS_CLEAN
-        self.db.register("increment", increment)
-        columns = table.columns
-        stored = "events_stored" if folds else "payments_stored"
-        self.view("valid", f"SELECT {names(columns)} FROM increment WHERE reason IS NULL")
+        events = self.new_and_conflicting(increment, table.columns, stored.events if folds else stored.payments)
         stats.read = increment.num_rows
-        rejected = self.scalar("SELECT count(*) FROM increment WHERE reason IS NOT NULL")
-        self.new_and_conflicting(columns, stored)
-        if folds:
-            clean = self.upsert(self.fold_changed(stored), ORDERS_CLEAN, "clean_stored", module.APP_ID, end)
-            self.register("clean_written", clean)
-            stats.written += clean.num_rows
-        new = self.append(self.db.execute("SELECT * FROM new").to_arrow_table(), table, module.APP_ID, end)
-        self.register(f"{job}_written", new)
-        conflicts = self.scalar("SELECT count(*) FROM conflicts")
+        rejected = increment.num_rows - increment["reason"].null_count
+        clean = (self.upsert(self.fold_changed(events.valid, stored), ORDERS_CLEAN, stored.clean, module.APP_ID, end)
+                 if folds else None)
+        new = self.append(events.new, table, module.APP_ID, end)
         stats.valid += new.num_rows
-        if not folds:
-            stats.written += new.num_rows
-        stats.duplicates += stats.read - rejected - new.num_rows - conflicts
-        quarantined = self.append(self.quarantine_rows(module.SOURCE_TABLE), QUARANTINE, module.APP_ID, end)
-        stats.quarantined += quarantined.num_rows
-        self.db.unregister("increment")
-        return stats.done()
+        stats.written += (clean if folds else new).num_rows
+        stats.duplicates += stats.read - rejected - new.num_rows - events.conflicts.num_rows
+        quarantine = self.quarantine_rows(increment, events.conflicts, module.SOURCE_TABLE)
+        stats.quarantined += self.append(quarantine, QUARANTINE, module.APP_ID, end).num_rows
+        return stats.done(), _Written(added=new, clean=clean)
 
-    def new_and_conflicting(self, columns: Sequence[str], stored: str) -> None:
-        """write_events' two sets: `new`, the first copy (in arrival order) of each valid event_id that silver does not
-        hold yet; `conflicts`, the coordinates of the valid copies whose content differs from the copy silver keeps."""
+    def new_and_conflicting(self, increment: "pa.Table", columns: Sequence[str], stored: "pa.Table") -> _Events:
+        """write_events' sets of the increment, against the `stored` rows of its table."""
         content = [c for c in columns if c not in common.LINEAGE and c not in ("event_date", PUBLISHED_MINUTE)]
-        self.view("held", f"SELECT {names(columns)} FROM {stored} WHERE event_id IN (SELECT event_id FROM valid)")
-        self.table("new", f"""
+        valid = self.query(f"SELECT {names(columns)} FROM increment WHERE reason IS NULL", increment=increment)
+        held = self.query(f"SELECT {names(columns)} FROM stored WHERE event_id IN (SELECT event_id FROM valid)",
+                          stored=stored, valid=valid)
+        new = self.query(f"""
             SELECT {names(columns)} FROM (
                 SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY {ARRIVAL}) AS _copy FROM valid
             ) AS copies
-            WHERE _copy = 1 AND NOT EXISTS (SELECT 1 FROM held WHERE held.event_id = copies.event_id)""")
+            WHERE _copy = 1 AND NOT EXISTS (SELECT 1 FROM held WHERE held.event_id = copies.event_id)""",
+                         valid=valid, held=held).to_arrow_table()
         same_copy = " AND ".join(f"v.{q(c)} = k.{q(c)}" for c in BRONZE_KEYS)
         differs = " OR ".join(f"v.{q(c)} IS DISTINCT FROM k.{q(c)}" for c in content)
-        self.table("conflicts", f"""
+        conflicts = self.query(f"""
             SELECT {names(BRONZE_KEYS, 'v.')} FROM valid AS v
             JOIN (SELECT * FROM held UNION ALL SELECT * FROM new) AS k ON v.event_id = k.event_id
-            WHERE NOT ({same_copy}) AND ({differs})""")
+            WHERE NOT ({same_copy}) AND ({differs})""", valid=valid, held=held, new=new).to_arrow_table()
+        return _Events(valid, new, conflicts)
 
-    def fold_changed(self, stored: str) -> "pa.Table":
-        """orders.write_clean: the touched orders folded again from their stored events plus the increment's, and
-        only the rows that differ from orders_clean."""
+    def fold_changed(self, valid: "duckdb.DuckDBPyRelation", stored: _Stored) -> "pa.Table":
+        """orders.write_clean: the touched orders folded again from their stored events plus the `valid` ones of the
+        increment, and only the rows that differ from orders_clean."""
         columns = ORDER_EVENTS.columns
-        self.table("history", f"""
+        history = self.query(f"""
             SELECT {names(columns)} FROM (
                 SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY {ARRIVAL}) AS _copy FROM (
-                    SELECT {names(columns)} FROM {stored} WHERE order_id IN (SELECT order_id FROM valid)
+                    SELECT {names(columns)} FROM stored WHERE order_id IN (SELECT order_id FROM valid)
                     UNION ALL SELECT {names(columns)} FROM valid
                 ) AS events
-            ) AS copies WHERE _copy = 1""")
+            ) AS copies WHERE _copy = 1""", stored=stored.events, valid=valid).to_arrow_table()
         clean = ORDERS_CLEAN.columns
         derived = {"order_ts": "first_seen.order_ts", "event_date": "CAST(latest.event_ts AS DATE)",
                    PUBLISHED_MINUTE: "date_trunc('minute', latest.kafka_timestamp)"}
-        self.table("fresh", f"""
+        fresh = self.query(f"""
             WITH latest AS (
                 SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY order_id ORDER BY {LATEST}) AS _rank
                                FROM history) AS ranked WHERE _rank = 1
@@ -258,24 +276,27 @@ class _Cycle:
                 FROM history GROUP BY order_id
             )
             SELECT {', '.join(f'{derived.get(c, "latest." + q(c))} AS {q(c)}' for c in clean)}
-            FROM latest JOIN first_seen ON latest.order_id = first_seen.order_id""")
-        return self.changed("fresh", "clean_stored", clean)
+            FROM latest JOIN first_seen ON latest.order_id = first_seen.order_id""", history=history).to_arrow_table()
+        return self.changed(fresh, stored.clean, clean).to_arrow_table()
 
-    def quarantine_rows(self, source_table: str) -> "pa.Table":
+    def quarantine_rows(self, increment: "pa.Table", conflicts: "pa.Table", source_table: str) -> "pa.Table":
         """common.write_quarantine's rows: the rejected rows and the conflicting copies, with reason and source."""
         on = " AND ".join(f"c.{q(k)} = i.{q(k)}" for k in BRONZE_KEYS)
         values = {"quarantined_ts": "CAST($now AS TIMESTAMPTZ)", "source_table": "$source"}
-        return self.db.execute(f"""
+        return self.query(f"""
             SELECT {', '.join(f'{values.get(c, q(c))} AS {q(c)}' for c in QUARANTINE.columns)} FROM (
                 SELECT {names(RAW)} FROM increment WHERE reason IS NOT NULL
                 UNION ALL
                 SELECT {names(common.RAW_COLUMNS, 'i.')}, '{common.CONFLICTING_COPY}' FROM increment AS i
                 WHERE EXISTS (SELECT 1 FROM conflicts AS c WHERE {on})
-            ) AS rejected""", {"now": self.now, "source": source_table}).to_arrow_table()
+            ) AS rejected""", {"now": self.now, "source": source_table},
+                          increment=increment, conflicts=conflicts).to_arrow_table()
 
-    def enrich(self, before: tuple) -> common.JobStats:
+    def enrich(self, before: tuple, stored: _Stored, written: dict[str, _Written]) -> common.JobStats:
         """enrich.run for the orders whose events or payments this cycle added, from the tables as committed
         (`before`: the order_events and payments_clean versions enrichment had consumed)."""
+        import pyarrow as pa
+
         lake, uri = self.lake, self.uri
         stats = common.JobStats("enrich")
         events_v, payments_v = lake.version(uri[ORDER_EVENTS.name]), lake.version(uri[PAYMENTS_CLEAN.name])
@@ -285,29 +306,22 @@ class _Cycle:
         stats.source_from, stats.source_to = before[0], events_v
         stats.span = (f"orders touched in order_events {enrich._span(before[0], events_v)}, "
                       f"payments_clean {enrich._span(before[1], payments_v)}")
-        parts = [f"SELECT order_id FROM {job}_written" for job in ("orders", "payments")
-                 if f"{job}_written" in self.written]
-        self.table("touched", f"SELECT DISTINCT order_id FROM "
-                   f"({' UNION ALL '.join(parts) or 'SELECT NULL::VARCHAR AS order_id'}) AS t "
-                   "WHERE order_id IS NOT NULL")
-        touched = self.db.execute("SELECT order_id FROM touched").to_arrow_table()["order_id"].combine_chunks()
-        self.as_committed("e_orders", ORDERS_CLEAN, "clean_stored", "clean_written", replaces=True)
-        self.as_committed("e_events", ORDER_EVENTS, "events_stored", "orders_written")
-        self.as_committed("e_payments", PAYMENTS_CLEAN, "payments_stored", "payments_written")
-        if self.index is not None:
-            held, minutes = self.index.minutes(touched)
-            self.stored("e_stored", ORDER_PAYMENTS_ENRICHED, {"order_id": held}, minutes)
-        else:
-            self.stored("e_stored", ORDER_PAYMENTS_ENRICHED, {"order_id": touched})
-        self.table("e_fresh", f"""
+        touched = self.touched(written)
+        ids = pa.table({"order_id": touched})
+        clean_rows = self.as_committed(ORDERS_CLEAN, stored.clean, written["orders"].clean, ids, replaces=True)
+        event_rows = self.as_committed(ORDER_EVENTS, stored.events, written["orders"].added, ids)
+        payment_rows = self.as_committed(PAYMENTS_CLEAN, stored.payments, written["payments"].added, ids)
+        held, minutes = (touched, None) if self.index is None else self.index.minutes(touched)
+        enriched = self.stored(ORDER_PAYMENTS_ENRICHED, {"order_id": held}, minutes)
+        fresh = self.query(f"""
             WITH o AS (
-                SELECT order_id, user_id, total_amount, currency, status, order_ts FROM e_orders
+                SELECT order_id, user_id, total_amount, currency, status, order_ts FROM clean
             ), published AS (
                 SELECT order_id, min(kafka_timestamp) AS _order_first_published,
                        max(kafka_timestamp) AS _order_published
-                FROM e_events GROUP BY order_id
+                FROM events GROUP BY order_id
             ), p AS (
-                SELECT e_payments.*, o.currency AS _order_currency FROM e_payments JOIN o USING (order_id)
+                SELECT payments.*, o.currency AS _order_currency FROM payments JOIN o USING (order_id)
             ), totals AS (
                 SELECT order_id,
                        sum(CASE WHEN currency = _order_currency AND status = 'captured' THEN amount
@@ -327,19 +341,32 @@ class _Cycle:
                    order_ts, last_payment_ts, least(_order_first_published, _payments_first_published)
                    AS first_published_ts, greatest(_order_published, _payments_published) AS last_published_ts,
                    date_trunc('minute', greatest(_order_published, _payments_published)) AS {PUBLISHED_MINUTE}
-            FROM joined""")
-        changed = self.changed_sql("e_fresh", "e_stored", enrich.VALUE_COLUMNS)
-        rows = self.db.execute(f"SELECT *, CAST($now AS TIMESTAMPTZ) AS updated_ts FROM ({changed}) AS changed",
-                               {"now": self.now}).to_arrow_table()
-        stats.written = stats.valid = self.upsert(rows, ORDER_PAYMENTS_ENRICHED, "e_stored", enrich.APP_ID,
+            FROM joined""", clean=clean_rows, events=event_rows, payments=payment_rows).to_arrow_table()
+        rows = self.query("SELECT *, CAST($now AS TIMESTAMPTZ) AS updated_ts FROM changed", {"now": self.now},
+                          changed=self.changed(fresh, enriched, enrich.VALUE_COLUMNS)).to_arrow_table()
+        stats.written = stats.valid = self.upsert(rows, ORDER_PAYMENTS_ENRICHED, enriched, enrich.APP_ID,
                                                   target).num_rows
         stats.read = len(touched)
         return stats.done()
 
+    def touched(self, written: dict[str, _Written]) -> "pa.Array":
+        """The orders whose events or payments the cycle added."""
+        added = {job: w.added for job, w in written.items() if w.added is not None}
+        parts = " UNION ALL ".join(f"SELECT order_id FROM {job}" for job in added) or "SELECT NULL::VARCHAR AS order_id"
+        rows = self.query(f"SELECT DISTINCT order_id FROM ({parts}) AS t WHERE order_id IS NOT NULL", **added)
+        return rows.to_arrow_table()["order_id"].combine_chunks()
+
     # --- DuckDB and the lake -----------------------------------------------------------------------------------
-    def stored(self, name: str, table, keys: dict, minutes: "pa.Array | None" = None) -> None:
-        """Registers the stored rows of `table` matching `keys` (incarnation as the jobs read it: NULL is 0), read
-        from the `minutes` partitions only when given."""
+    def query(self, sql: str, params: dict | None = None, **inputs) -> "duckdb.DuckDBPyRelation":
+        """`sql` over `inputs` (Arrow tables, relations), each read under its keyword: DuckDB's replacement scans look
+        a query's table names up among the Python names of the frame that runs it, here a frame of `inputs` alone.
+        Lazy, as a view: the rows are computed where the result is read, at each read."""
+        return eval("_duckdb_sql(_sql, params=_params)", {},
+                    {**inputs, "_duckdb_sql": self.db.sql, "_sql": sql, "_params": params})
+
+    def stored(self, table, keys: dict, minutes: "pa.Array | None" = None) -> "pa.Table":
+        """The stored rows of `table` matching `keys` (incarnation as the jobs read it: NULL is 0), read from the
+        `minutes` partitions only when given."""
         import pyarrow.compute as pc
 
         partitions = None if minutes is None else (PUBLISHED_MINUTE, minutes)
@@ -349,29 +376,27 @@ class _Cycle:
         rows = rows.set_column(rows.column_names.index("incarnation"), "incarnation",
                                pc.fill_null(rows["incarnation"], 0)) if "incarnation" in rows.column_names else rows
         self.schemas[table.name] = rows.schema
-        self.db.register(name, rows)
+        return rows
 
-    def as_committed(self, name: str, table, stored: str, written: str, replaces: bool = False) -> None:
-        """A view of `table`'s rows of the touched orders as the cycle left them: the rows `stored` held before the
+    def as_committed(self, table, stored: "pa.Table", written: "pa.Table | None", touched: "pa.Table",
+                     replaces: bool = False) -> "duckdb.DuckDBPyRelation":
+        """`table`'s rows of the `touched` orders as the cycle left them (lazy): the rows `stored` held before the
         cycle (all rows of these orders: look_up read them by order id) and those it `written` since, which replace
         the stored row of their order (a merge) or add to them (an append of new events)."""
         columns = names(table.columns)
-        sql = f"SELECT {columns} FROM {stored} AS s WHERE order_id IN (SELECT order_id FROM touched)"
-        if written in self.written:
+        sql = f"SELECT {columns} FROM stored AS s WHERE order_id IN (SELECT order_id FROM touched)"
+        if written is not None:
             if replaces:
-                sql += f" AND NOT EXISTS (SELECT 1 FROM {written} AS w WHERE w.order_id = s.order_id)"
-            sql += f" UNION ALL SELECT {columns} FROM {written} WHERE order_id IN (SELECT order_id FROM touched)"
-        self.view(name, sql)
+                sql += " AND NOT EXISTS (SELECT 1 FROM written AS w WHERE w.order_id = s.order_id)"
+            sql += f" UNION ALL SELECT {columns} FROM written WHERE order_id IN (SELECT order_id FROM touched)"
+        return self.query(sql, stored=stored, written=written, touched=touched)
 
-    def changed_sql(self, fresh: str, stored: str, columns: Sequence[str]) -> str:
+    def changed(self, fresh: "pa.Table", stored: "pa.Table", columns: Sequence[str]) -> "duckdb.DuckDBPyRelation":
         """common.changed_only: rows of `fresh` that are new or differ (NULL-safe) from their `stored` row."""
         same = " AND ".join(f"f.{q(c)} IS NOT DISTINCT FROM s.{q(c)}" for c in columns if c != "order_id")
-        return (f"SELECT {names(columns, 'f.')} FROM {fresh} AS f"
-                f" LEFT JOIN (SELECT *, true AS _old_exists FROM {stored}) AS s ON f.order_id = s.order_id"
-                f" WHERE s._old_exists IS NULL OR NOT ({same})")
-
-    def changed(self, fresh: str, stored: str, columns: Sequence[str]) -> "pa.Table":
-        return self.db.execute(self.changed_sql(fresh, stored, columns)).to_arrow_table()
+        return self.query(f"SELECT {names(columns, 'f.')} FROM fresh AS f"
+                          f" LEFT JOIN (SELECT *, true AS _old_exists FROM stored) AS s ON f.order_id = s.order_id"
+                          f" WHERE s._old_exists IS NULL OR NOT ({same})", fresh=fresh, stored=stored)
 
     def merge(self, rows: "pa.Table", table, app_id: str, txn_version: int, target_filter: str | None = None
               ) -> "pa.Table":
@@ -381,19 +406,17 @@ class _Cycle:
                         app_id=app_id, txn_version=txn_version, target_filter=target_filter)
         return rows
 
-    def upsert(self, rows: "pa.Table", table, stored: str, app_id: str, txn_version: int) -> "pa.Table":
-        """The job's merge of `rows` into `table`, told which partitions the stored rows of their orders (`stored`,
-        looked up by the cycle) are in, so that it reads and rewrites only those; an append when there are none.
-        On a lake not laid out by published_minute, the whole table's merge."""
+    def upsert(self, rows: "pa.Table", table, stored: "pa.Table", app_id: str, txn_version: int) -> "pa.Table":
+        """The job's merge of `rows` into `table`, told which partitions the `stored` rows of their orders (looked up
+        by the cycle) are in, so that it reads and rewrites only those; an append when there are none. On a lake not
+        laid out by published_minute, the whole table's merge."""
         if self.index is None:
             return self.merge(rows, table, app_id, txn_version)
         if not len(rows):
             return self.merge(rows, table, app_id, txn_version, target_filter="false")
-        self.db.register("_upserted", rows)
-        minutes = [m for (m,) in self.db.execute(
-            f"SELECT DISTINCT {q(PUBLISHED_MINUTE)} FROM {stored} "
-            f"WHERE order_id IN (SELECT order_id FROM _upserted) ORDER BY 1").fetchall()]
-        self.db.unregister("_upserted")
+        minutes = [m for (m,) in self.query(
+            f"SELECT DISTINCT {q(PUBLISHED_MINUTE)} FROM stored "
+            f"WHERE order_id IN (SELECT order_id FROM upserted) ORDER BY 1", stored=stored, upserted=rows).fetchall()]
         if not minutes:
             return self.append(rows, table, app_id, txn_version)
         listed = ", ".join(f"TIMESTAMP '{m.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}'" for m in minutes)
@@ -414,20 +437,6 @@ class _Cycle:
             self.schemas[table.name] = self.lake.rows_matching(self.uri[table.name], {}).schema
         schema = self.schemas[table.name]
         return rows.select(table.columns).cast(pa.schema([schema.field(c).with_nullable(True) for c in table.columns]))
-
-    def register(self, name: str, rows: "pa.Table") -> None:
-        """`rows` the cycle committed, queryable as `name`."""
-        self.db.register(name, rows)
-        self.written.add(name)
-
-    def view(self, name: str, sql: str) -> None:
-        self.db.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
-
-    def table(self, name: str, sql: str) -> None:
-        self.db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
-
-    def scalar(self, sql: str) -> int:
-        return self.db.execute(sql).fetchone()[0]
 
 
 def _slice_end(uri: str, start: int, end: int, budget: int) -> int:
