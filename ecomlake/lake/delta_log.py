@@ -55,6 +55,16 @@ def latest_version(uri: str) -> int | None:
     return max(versions) if versions else None
 
 
+def has_commit(uri: str, version: int) -> bool:
+    """Whether commit `version` is in the table's log: one file lookup, where a log listing or a delta-rs update
+    reads the directory. Commits are numbered without gaps, so no commit `v + 1` means `v` is the latest."""
+    from pyarrow import fs as pafs
+
+    filesystem, root = resolve(uri)
+    return filesystem.get_file_info(posixpath.join(root, "_delta_log", f"{version:020d}.json")).type \
+        != pafs.FileType.NotFound
+
+
 def commit_actions(uri: str, version: int) -> list[dict]:
     filesystem, root = resolve(uri)
     path = posixpath.join(root, "_delta_log", f"{version:020d}.json")

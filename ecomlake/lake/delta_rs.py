@@ -284,7 +284,7 @@ def _open(uri: str, version: int | None = None):
     table = kept.get(location)
     if table is None:
         table = kept[location] = DeltaTable(location, storage_options=options)
-    else:
+    elif delta_log.has_commit(uri, table.version() + 1):  # most calls find none: a lookup, not a log read
         table.update_incremental()
     return table
 
