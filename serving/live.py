@@ -135,7 +135,7 @@ def _card(element_id: str, label: str):
 
     return html.Div([html.Div(label, style={"fontSize": "12px", "color": "#57606a"}),
                      html.Div("–", id=element_id, style={"fontSize": "22px", "fontWeight": 600})],
-                    style={**CARD, "flex": "1", "minWidth": "120px"})
+                    style={**CARD, "flex": "1", "minWidth": "fit-content"})  # a long figure wraps the row
 
 
 def create_app(settings: Settings, refresh_s: float = REFRESH_SECONDS, reader: SummaryReader | None = None):
