@@ -29,6 +29,11 @@ def write(settings, table, rows: list[tuple[str, int]], mode: str = "append") ->
         mode=mode, partition_by=["published_minute"])
 
 
+def new_lake(tmp_path) -> tuple[Settings, DeltaRsEngine]:
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
+    return settings, DeltaRsEngine(None, settings)
+
+
 def minutes(index, *order_ids) -> dict:
     known, lo, hi = index.ranges(pa.array(order_ids))
     return {o: (int(a) - int(T0.timestamp() // 60), int(b) - int(T0.timestamp() // 60))
@@ -38,8 +43,7 @@ def minutes(index, *order_ids) -> dict:
 @pytest.mark.parametrize("merge_at", [1, 10**9], ids=["merged", "kept-aside"])
 def test_the_index_follows_both_event_tables_and_widens_an_orders_range(tmp_path, monkeypatch, merge_at):
     monkeypatch.setattr(order_minutes, "MERGE_AT", merge_at)
-    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
-    lake = DeltaRsEngine(None, settings)
+    settings, lake = new_lake(tmp_path)
     write(settings, ORDER_EVENTS, [("a", 0), ("b", 1)])
     index = OrderMinutes(settings)
     index.follow(lake)
@@ -55,8 +59,7 @@ def test_the_index_follows_both_event_tables_and_widens_an_orders_range(tmp_path
 
 
 def test_a_table_replaced_at_the_same_place_is_read_again(tmp_path):
-    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
-    lake = DeltaRsEngine(None, settings)
+    settings, lake = new_lake(tmp_path)
     write(settings, ORDER_EVENTS, [("a", 0)])
     write(settings, ORDER_EVENTS, [("b", 0)])
     index = OrderMinutes(settings)
@@ -70,8 +73,7 @@ def test_a_table_replaced_at_the_same_place_is_read_again(tmp_path):
 @pytest.mark.parametrize("merge_at", [1, 10**9], ids=["merged", "kept-aside"])
 def test_a_new_process_starts_from_the_saved_index_and_follows_the_commits_since(tmp_path, monkeypatch, merge_at):
     monkeypatch.setattr(order_minutes, "MERGE_AT", merge_at)
-    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
-    lake = DeltaRsEngine(None, settings)
+    settings, lake = new_lake(tmp_path)
     write(settings, ORDER_EVENTS, [("a", 0), ("b", 1)])
     write(settings, PAYMENTS_CLEAN, [("a", 2)])
     first = OrderMinutes(settings)
@@ -87,8 +89,7 @@ def test_a_new_process_starts_from_the_saved_index_and_follows_the_commits_since
 
 
 def test_a_save_that_does_not_match_the_tables_is_ignored(tmp_path):
-    settings = dataclasses.replace(Settings.from_env(), lakehouse_uri=str(tmp_path / "lake"))
-    lake = DeltaRsEngine(None, settings)
+    settings, lake = new_lake(tmp_path)
     write(settings, ORDER_EVENTS, [("a", 0)])
     write(settings, PAYMENTS_CLEAN, [("a", 1)])
     saved = OrderMinutes(settings)

@@ -61,13 +61,16 @@ def has_commit(uri: str, version: int) -> bool:
     from pyarrow import fs as pafs
 
     filesystem, root = resolve(uri)
-    return filesystem.get_file_info(posixpath.join(root, "_delta_log", f"{version:020d}.json")).type \
-        != pafs.FileType.NotFound
+    return filesystem.get_file_info(_commit_path(root, version)).type != pafs.FileType.NotFound
+
+
+def _commit_path(root: str, version: int) -> str:
+    return posixpath.join(root, "_delta_log", f"{version:020d}.json")
 
 
 def commit_actions(uri: str, version: int) -> list[dict]:
     filesystem, root = resolve(uri)
-    path = posixpath.join(root, "_delta_log", f"{version:020d}.json")
+    path = _commit_path(root, version)
     try:
         with filesystem.open_input_stream(path) as stream:
             text = stream.read().decode("utf-8")
