@@ -144,6 +144,8 @@ def builder_config(settings: Settings) -> dict[str, str]:
         # files with a Spark job of one task per file; on a local master those tasks run in this JVM anyway, so the
         # driver lists them itself, and the job costs more than the listing (docs/benchmarks.md#design-measurements).
         conf["spark.sql.sources.parallelPartitionDiscovery.threshold"] = "100000"
+        # The workers run this interpreter, so they can leave Spark's archives off their path (ecomlake.spark_daemon).
+        conf["spark.python.daemon.module"] = "ecomlake.spark_daemon"
     if settings.is_local_master or master_on_loopback(settings.spark_master):
         # Executors of a cluster on this machine (ecomlake.jvm.spark_cluster) call the driver back on loopback.
         conf["spark.driver.host"] = "127.0.0.1"

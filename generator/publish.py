@@ -21,7 +21,7 @@ from generator.manifest import Manifest, write
 
 CONNECT_TIMEOUT_S = 8.0
 FLUSH_TIMEOUT_S = 30.0
-EMBEDDED_LINGER_MS = 50  # at most this much added to publish -> bronze, which waits for a 2 s trigger anyway
+EMBEDDED_LINGER_MS = 500  # at most this much added to publish -> bronze (half on average); bronze triggers every 2 s
 MAX_BACKLOG_S = 1.0  # pacing: a producer that fell behind catches up at most this much (a token bucket's depth)
 
 
@@ -32,8 +32,10 @@ def producer_config(settings: Settings) -> dict:
 
     Batching matters on Tansu: its in-memory store's work per request grows with the number of batches a partition
     holds. At 1,000 events/s with bronze reading, one record per batch had Tansu's CPU climb towards a whole core
-    within minutes, CPU that the 2-core laptop's silver needed; batched (EMBEDDED_LINGER_MS), it stays small
-    (docs/benchmarks.md#design-measurements)."""
+    within minutes, CPU that the 2-core laptop's silver needed. Batched every 50 ms it still climbed, from 0.05 to
+    0.6 of a core over 30 minutes, most of the pipeline's slowdown in that run; every 500 ms (EMBEDDED_LINGER_MS) a
+    partition gets ten times fewer batches (docs/benchmarks.md#design-measurements). The count still grows with the
+    topic, which Tansu's memory store keeps whole (it has no retention here), so a run of days needs `KAFKA_BROKER=kafka`."""
     common = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": "ecomlake-generator",

@@ -100,6 +100,53 @@ def _release_duckdb() -> None:
             pass
 
 
+_KEEP_OPEN = False
+_KEPT_FILES: dict[str, int] = {}
+
+
+@contextmanager
+def warehouse_kept_open() -> Iterator[None]:
+    """Within it, dbt-duckdb's database stays open from one invocation to the next, in a process that does nothing
+    but build (gold's build process, `ecomlake gold --continuous`). Opening it for each build opened the warehouse and
+    gold's state, loaded the delta extension and, on closing, checkpointed both: a large part of a continuous build's
+    CPU (docs/benchmarks.md#design-measurements). The process holds the warehouse file until the end, as it did
+    during each build; readers use the read snapshot."""
+    global _KEEP_OPEN
+    _KEEP_OPEN = True
+    try:
+        yield
+    finally:
+        _KEEP_OPEN = False
+        _release_duckdb()
+        while _KEPT_FILES:
+            os.close(_KEPT_FILES.popitem()[1])
+
+
+def _copy_held(path: str, to: Path) -> None:
+    """Copy a file DuckDB holds open in this process through a descriptor kept open as long as DuckDB's. DuckDB's
+    lock on the file is a POSIX record lock, which the process loses when it closes any descriptor of the file: a
+    plain copy (open, read, close) would let another process open the warehouse while this one writes it."""
+    if path not in _KEPT_FILES:
+        _KEPT_FILES[path] = os.open(path, os.O_RDONLY)
+    source = _KEPT_FILES[path]
+    size, sent = os.fstat(source).st_size, 0
+    with open(to, "wb") as out:
+        while sent < size:
+            sent += os.sendfile(out.fileno(), source, sent, size - sent)
+
+
+def _kept_connection(settings: Settings):
+    """The DuckDB connection to settings' warehouse that dbt-duckdb holds open in this process (within
+    warehouse_kept_open), or None."""
+    if not _KEEP_OPEN:
+        return None
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    env = DuckDBConnectionManager._ENV
+    kept_path = getattr(getattr(env, "creds", None), "path", None)
+    return getattr(env, "conn", None) if kept_path == settings.warehouse_path else None
+
+
 def _check_warehouse_free(path: str) -> None:
     """One clear line instead of dbt's traceback when another process holds the DuckDB warehouse."""
     import duckdb
@@ -122,7 +169,7 @@ def invoke(settings: Settings, command: Sequence[str], quiet: bool = False, mani
     result) dbt skips parsing the project."""
     from dbt.cli.main import dbtRunner
 
-    if settings.dbt_target == "duckdb":
+    if settings.dbt_target == "duckdb" and _kept_connection(settings) is None:
         _check_warehouse_free(settings.warehouse_path)
         _check_warehouse_free(settings.gold_state_path)
     out = artifacts_dir(settings)
@@ -140,7 +187,8 @@ def invoke(settings: Settings, command: Sequence[str], quiet: bool = False, mani
         try:
             return dbtRunner(manifest=manifest).invoke(args)
         finally:
-            _release_duckdb()
+            if not _KEEP_OPEN:
+                _release_duckdb()
 
 
 def _reraise_interrupt(result) -> None:
@@ -263,9 +311,14 @@ def publish_read_snapshot(settings: Settings) -> Path | None:
     for stale in target.parent.glob(f".{target.name}.*.partial"):  # left by a build killed while publishing
         stale.unlink(missing_ok=True)
     try:
-        with duckdb.connect(settings.warehouse_path) as con:
-            con.execute("checkpoint")
-        shutil.copyfile(settings.warehouse_path, partial)
+        kept = _kept_connection(settings)
+        if kept is not None:
+            kept.cursor().execute("checkpoint").close()
+            _copy_held(settings.warehouse_path, partial)
+        else:
+            with duckdb.connect(settings.warehouse_path) as con:
+                con.execute("checkpoint")
+            shutil.copyfile(settings.warehouse_path, partial)
         os.replace(partial, target)
     except (OSError, duckdb.Error) as err:
         partial.unlink(missing_ok=True)

@@ -57,6 +57,13 @@ class BuildProcess:
 
 
 def _serve(settings: Settings, requests) -> None:
+    from gold.build import warehouse_kept_open
+
+    with warehouse_kept_open():
+        _answer(settings, requests)
+
+
+def _answer(settings: Settings, requests) -> None:
     from gold.build import invoke, run_gold
 
     parsed = invoke(settings, ["parse"], quiet=True)

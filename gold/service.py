@@ -32,7 +32,7 @@ from ecomlake.lake.delta_log import latest_version
 from ecomlake.service_loop import log_to_stderr, run_until_stopped
 from ecomlake.settings import Settings
 from ecomlake.tables import GOLD_SOURCES, LAKE_TABLES, ORDER_PAYMENTS_ENRICHED, QUARANTINE
-from gold.build import invoke, run_gold
+from gold.build import invoke, run_gold, warehouse_kept_open
 
 if TYPE_CHECKING:
     from gold.build_process import BuildProcess
@@ -205,6 +205,7 @@ def main(argv: Sequence[str] | None = None, register_tables: Callable[[Settings]
 
     service = continuous_service(Settings.from_env(), register_tables, after_build=report)
     log.info("gold builds on every silver commit under %s; Ctrl-C to stop", service.settings.lakehouse_uri)
-    run_until_stopped(service.run, on_sigterm=service.stop.set)
+    with warehouse_kept_open():
+        run_until_stopped(service.run, on_sigterm=service.stop.set)
     log.info("stopped after %d builds", len(service.cycles))
     return 0

@@ -24,7 +24,7 @@ from ecomlake import tables
 from ecomlake.errors import EcomlakeError
 from ecomlake.lake import get_engine
 from ecomlake.lake.delta_rs import DeltaRsEngine
-from gold.build import run_gold
+from gold.build import run_gold, warehouse_kept_open
 from gold.build_process import BuildProcess
 from gold.service import GoldService
 from silver_rows import T0, Msg, bronze_df, order, payment
@@ -46,8 +46,8 @@ def silver_rows(settings) -> dict:
         for t in tables.in_layer("silver") if DeltaTable.is_deltatable(t.uri(settings))}
 
 
-def gold_minutes(settings) -> list:
-    with duckdb.connect(settings.warehouse_path, read_only=True) as con:
+def gold_minutes(settings, path: str | None = None) -> list:
+    with duckdb.connect(path or settings.warehouse_path, read_only=True) as con:
         return con.execute("select minute_bucket, gmv, paid_orders from gold.fct_sales_minute order by 1").fetchall()
 
 
@@ -178,11 +178,13 @@ def test_gold_builds_in_its_child_process_and_a_dead_child_is_one_line(spark, se
     try:
         done = gold.cycle()
         assert done is not None and done.status == "ok"
-        assert [(float(gmv), paid) for _, gmv, paid in gold_minutes(settings)] == [(25.5, 2), (7.0, 1)]
+        read = gold_minutes(settings, settings.warehouse_read_path)  # the child holds the warehouse between builds
+        assert [(float(gmv), paid) for _, gmv, paid in read] == [(25.5, 2), (7.0, 1)]
         assert gold.cycle() is None, "no new silver commit, no build"
     finally:
         gold.close()
     assert builds._process.exitcode == 0
+    assert gold_minutes(settings) == read, "the child let the warehouse go when it ended"
 
     dead = BuildProcess(settings)
     dead._process.kill()
@@ -191,6 +193,36 @@ def test_gold_builds_in_its_child_process_and_a_dead_child_is_one_line(spark, se
     with pytest.raises(EcomlakeError, match=r"^gold's build process ended during a build \(exit code -9\)$"):
         gold.cycle(force=True)
     gold.close()
+
+
+def test_builds_keep_the_warehouse_open_publish_each_build_and_release_it_at_the_end(spark, settings):
+    """Gold's build process keeps dbt-duckdb's database open from one build to the next (gold.build.
+    warehouse_kept_open): every build still reaches the read snapshot, the warehouse stays held by this process
+    between builds, and another process can open it once the builds end."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    def paid_orders_read() -> int:
+        with duckdb.connect(settings.warehouse_read_path, read_only=True) as con:
+            return con.execute("select sum(paid_orders) from gold.fct_sales_minute").fetchone()[0]
+
+    def opens_elsewhere() -> bool:
+        code = f"import duckdb; duckdb.connect({settings.warehouse_path!r}).close()"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+    append(spark, settings, *BATCHES[0], 0)
+    run_silver(spark, settings)
+    with warehouse_kept_open():
+        assert run_gold(settings, tests=False)["status"] == "ok"
+        kept = DuckDBConnectionManager._ENV.conn
+        assert kept is not None and paid_orders_read() == 1
+        assert not opens_elsewhere(), "between builds the warehouse is still held open"
+        append(spark, settings, *BATCHES[1], 1)
+        run_silver(spark, settings)
+        assert run_gold(settings, tests=False, setup=False)["status"] == "ok"
+        assert DuckDBConnectionManager._ENV.conn is kept, "the second build ran on the database kept open"
+        assert paid_orders_read() == 3 and not opens_elsewhere()
+    assert DuckDBConnectionManager._ENV is None and opens_elsewhere()
+    assert [(float(gmv), paid) for _, gmv, paid in gold_minutes(settings)] == [(25.5, 2), (7.0, 1)]
 
 
 def test_silver_continuous_command_cycles_on_new_bronze_and_stops_cleanly_on_sigterm(spark, settings):

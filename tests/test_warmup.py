@@ -67,3 +67,29 @@ def test_a_local_master_reads_a_table_of_many_files_without_a_listing_job(spark,
         context.setLocalProperty("spark.jobGroup.id", None)
     assert list(context.statusTracker().getJobIdsForGroup("read-many-files")) == []
     assert sorted(row.id for row in table.collect()) == list(range(40))
+
+
+def test_a_local_masters_python_workers_run_without_sparks_archives_on_their_path(spark):
+    """Spark puts pyspark.zip, py4j's zip and the spark-core jar on its Python workers' path, and every task makes
+    Python 3.11 read those archives' directories again (ecomlake.spark_daemon). A local master's workers, which run
+    this interpreter, import pyspark from its installed package instead, and Python code still runs there."""
+    import pyspark
+
+    def worker_state(_):
+        import sys
+
+        import pyspark as worker_pyspark
+        return [p for p in sys.path if p.endswith((".zip", ".jar"))], worker_pyspark.__file__
+
+    archives, imported_from = spark.sparkContext.parallelize([0], 1).map(worker_state).collect()[0]
+    assert archives == []
+    assert imported_from == pyspark.__file__
+
+
+def test_archives_stay_on_the_path_when_a_package_needs_them(tmp_path):
+    from ecomlake.spark_daemon import without_archives
+
+    site = [p for p in __import__("sys").path if not p.endswith((".zip", ".jar"))]
+    assert without_archives([str(tmp_path / "pyspark.zip"), *site]) == site
+    only_from_archive = [str(tmp_path / "pyspark.zip"), str(tmp_path)]
+    assert without_archives(only_from_archive) == only_from_archive, "pyspark is found nowhere else: keep the zip"
